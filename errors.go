@@ -1,0 +1,58 @@
+package rafthttp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+)
+
+// ErrClosed is returned by [Layer.Accept], [Layer.Dial] and the membership
+// methods once the Layer or its Handler has been closed. It wraps
+// [net.ErrClosed], so errors.Is(err, net.ErrClosed) holds as it does for a
+// closed net.Listener.
+var ErrClosed = fmt.Errorf("rafthttp: closed: %w", net.ErrClosed)
+
+// UpgradeError reports a failed upgrade dial: the peer it was dialing and the
+// step that failed. Err holds the cause: a network error, or a
+// [*StatusError] when the peer answered with something other than 101.
+type UpgradeError struct {
+	// Addr is the address that was dialed.
+	Addr string
+	// Step is the step that failed: "dial", "write request",
+	// "read response", "status" or "upgrade header".
+	Step string
+	// Err is the underlying error.
+	Err error
+}
+
+func (e *UpgradeError) Error() string {
+	return fmt.Sprintf("rafthttp: upgrade to %s: %s: %v", e.Addr, e.Step, e.Err)
+}
+
+func (e *UpgradeError) Unwrap() error { return e.Err }
+
+// Timeout reports whether the step failed because its deadline passed, so an
+// UpgradeError can be used like a net.Error.
+func (e *UpgradeError) Timeout() bool {
+	var t interface{ Timeout() bool }
+	return errors.As(e.Err, &t) && t.Timeout()
+}
+
+// StatusError is an HTTP answer other than the one asked for: a refused
+// upgrade, or a membership request that failed on the remote node.
+type StatusError struct {
+	// StatusCode is the HTTP status code, such as 503.
+	StatusCode int
+	// Body holds the first bytes of the response body, which for a rafthttp
+	// Handler is a plain-text reason.
+	Body string
+}
+
+func (e *StatusError) Error() string {
+	text := fmt.Sprintf("got %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	if e.Body != "" {
+		text += ": " + e.Body
+	}
+	return text
+}

@@ -1,0 +1,241 @@
+package rafthttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/rafthttp/rafthttp/raftmembership"
+)
+
+// LayerConfig configures a [Layer]. Path, Addr and Handler are required; the
+// other fields have documented defaults for their zero values.
+type LayerConfig struct {
+	// Path is where the Handler is mounted on every node's HTTP server, such
+	// as "/raft". It must start with "/" and hold no query or fragment.
+	Path string
+
+	// Addr is this node's advertised address: the host:port its peers reach
+	// its HTTP server at. Layer.Addr returns it, raft uses it as this node's
+	// ServerAddress, and Join sends it to the cluster.
+	Addr net.Addr
+
+	// Handler is the Handler mounted at Path on this node's server. It
+	// belongs to this Layer, which closes it on Close.
+	Handler *Handler
+
+	// Dial opens connections to peers, for raft and for Join and Leave.
+	// Nil means NewDialTCP(). Use NewDialTLS for a TLS cluster.
+	Dial Dial
+
+	// Logger receives the Layer's logs. Nil means the Handler's logger.
+	Logger hclog.Logger
+}
+
+// Layer is a [raft.StreamLayer] that carries raft traffic over HTTP
+// upgrades: Dial asks a peer's [Handler] to switch an HTTP connection to raw
+// raft traffic, and Accept returns the connections this node's Handler
+// switched. Join and Leave ask the cluster, over HTTP, to change membership.
+//
+// Pass a Layer to raft.NewNetworkTransport. A Layer is safe for concurrent use.
+type Layer struct {
+	path    string // escaped, as sent in the request line
+	addr    net.Addr
+	handler *Handler
+	dial    Dial
+	logger  hclog.Logger
+	conns   *connSet
+	members *membershipClient
+
+	// ctx ends on Close, canceling Join and Leave calls in flight.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+}
+
+var _ raft.StreamLayer = (*Layer)(nil)
+var _ raftmembership.Changer = (*Layer)(nil)
+
+// NewLayer returns a Layer for the Handler mounted at path, advertising
+// localAddr and dialing peers with dial (nil means NewDialTCP()).
+//
+// NewLayer panics if path is not a valid absolute URL path or localAddr or
+// handler is nil: these are programming errors, better caught at start-up
+// than inside a raft goroutine. Use [NewLayerWithConfig] to get an error
+// instead.
+func NewLayer(path string, localAddr net.Addr, handler *Handler, dial Dial) *Layer {
+	return NewLayerWithLogger(path, localAddr, handler, dial, nil)
+}
+
+// NewLayerWithLogger is [NewLayer] with a logger; nil means the Handler's.
+// It panics on the same invalid arguments as NewLayer.
+func NewLayerWithLogger(path string, localAddr net.Addr, handler *Handler, dial Dial, logger hclog.Logger) *Layer {
+	layer, err := NewLayerWithConfig(LayerConfig{Path: path, Addr: localAddr, Handler: handler, Dial: dial, Logger: logger})
+	if err != nil {
+		panic(err)
+	}
+	return layer
+}
+
+// NewLayerWithConfig returns a Layer configured by config, or an error if
+// config is invalid.
+func NewLayerWithConfig(config LayerConfig) (*Layer, error) {
+	path, err := requestPath(config.Path)
+	if err != nil {
+		return nil, err
+	}
+	if config.Addr == nil {
+		return nil, errors.New("rafthttp: LayerConfig.Addr is required")
+	}
+	if config.Handler == nil {
+		return nil, errors.New("rafthttp: LayerConfig.Handler is required")
+	}
+	dial := config.Dial
+	if dial == nil {
+		dial = NewDialTCP()
+	}
+	logger := config.Logger
+	if logger == nil {
+		logger = config.Handler.logger
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Layer{
+		path:    path,
+		addr:    config.Addr,
+		handler: config.Handler,
+		dial:    dial,
+		logger:  logger,
+		conns:   newConnSet(),
+		members: newMembershipClient(dial),
+		ctx:     ctx,
+		cancel:  cancel,
+	}, nil
+}
+
+// requestPath validates the mount path and returns it escaped for the
+// request line.
+func requestPath(path string) (string, error) {
+	if path == "" || path[0] != '/' {
+		return "", fmt.Errorf("rafthttp: path %q must start with /", path)
+	}
+	if strings.ContainsAny(path, "?#") {
+		return "", fmt.Errorf("rafthttp: path %q must not hold a query or fragment", path)
+	}
+	if strings.IndexFunc(path, func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0 {
+		return "", fmt.Errorf("rafthttp: path %q holds control characters", path)
+	}
+	return (&url.URL{Path: path}).EscapedPath(), nil
+}
+
+// Accept waits for and returns the next connection a peer upgraded through
+// the Handler. After Close it returns an error wrapping [net.ErrClosed].
+func (l *Layer) Accept() (net.Conn, error) {
+	conn, err := l.handler.accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.conns.add(conn)
+}
+
+// Close closes the Handler, makes Accept, Dial, Join and Leave return
+// [ErrClosed], and closes every upgraded connection the Layer handed to raft
+// that is still open, in both directions, so no raft goroutine stays blocked
+// reading one. Close is idempotent and always returns nil.
+func (l *Layer) Close() error {
+	l.closeOnce.Do(func() {
+		l.cancel()
+		l.handler.Close()
+		l.conns.closeAll()
+		l.members.close()
+		l.logger.Debug("layer closed", "address", l.addr)
+	})
+	return nil
+}
+
+// Addr returns this node's advertised address.
+func (l *Layer) Addr() net.Addr { return l.addr }
+
+// Dial connects to the raft peer at addr over an HTTP upgrade. timeout
+// bounds the connect, the request and the 101 together; zero or less means
+// no bound. raft calls Dial for every new connection.
+func (l *Layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx := context.Background()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	return l.DialContext(ctx, addr)
+}
+
+// DialContext is Dial bounded by ctx: the handshake stops when ctx ends.
+// The connection it returns does not depend on ctx after it returns.
+func (l *Layer) DialContext(ctx context.Context, addr raft.ServerAddress) (net.Conn, error) {
+	if l.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
+	conn, err := dialUpgrade(ctx, l.dial, l.path, string(addr))
+	if err != nil {
+		l.logger.Debug("upgrade dial failed", "address", addr, "error", err)
+		return nil, err
+	}
+	return l.conns.add(conn)
+}
+
+// Join asks the node at addr to add this node, under id and with its
+// advertised address, as a voter. Non-leaders redirect the request to the
+// leader; while no leader is known the request is retried, all within
+// timeout.
+func (l *Layer) Join(id raft.ServerID, addr raft.ServerAddress, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return l.JoinContext(ctx, id, addr)
+}
+
+// JoinContext is Join bounded by ctx rather than a timeout.
+func (l *Layer) JoinContext(ctx context.Context, id raft.ServerID, addr raft.ServerAddress) error {
+	return l.change(ctx, raftmembership.JoinRequest, id, addr)
+}
+
+// JoinNonvoterContext is JoinContext for a non-voter: this node receives the
+// log but does not vote or count towards quorum.
+func (l *Layer) JoinNonvoterContext(ctx context.Context, id raft.ServerID, addr raft.ServerAddress) error {
+	return l.change(ctx, raftmembership.JoinNonvoterRequest, id, addr)
+}
+
+// Leave asks the node at addr to remove the server with the given id from
+// the cluster, following redirects and retrying as Join does.
+func (l *Layer) Leave(id raft.ServerID, addr raft.ServerAddress, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return l.LeaveContext(ctx, id, addr)
+}
+
+// LeaveContext is Leave bounded by ctx rather than a timeout.
+func (l *Layer) LeaveContext(ctx context.Context, id raft.ServerID, addr raft.ServerAddress) error {
+	return l.change(ctx, raftmembership.LeaveRequest, id, addr)
+}
+
+func (l *Layer) change(ctx context.Context, kind raftmembership.ChangeRequestKind, id raft.ServerID, target raft.ServerAddress) error {
+	if l.ctx.Err() != nil {
+		return ErrClosed
+	}
+	// Close cancels calls in flight.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(l.ctx, cancel)
+	defer stop()
+	err := l.members.change(ctx, kind, l.path, id, l.addr.String(), string(target))
+	if err != nil && l.ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
+}

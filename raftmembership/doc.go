@@ -1,0 +1,23 @@
+// Package raftmembership turns join and leave requests into changes of a
+// hashicorp/raft cluster's configuration.
+//
+// A transport (such as rafthttp's Handler) receives requests from nodes that
+// want to join or leave, wraps each in a [ChangeRequest] and sends it on a
+// channel. [HandleChangeRequests] runs on every node and consumes that
+// channel: on the leader it applies the change; on any other node it answers
+// with [ErrDifferentLeader] (so the transport can redirect the caller) or
+// [ErrUnknownLeader] (so the caller retries later).
+//
+// # Semantics
+//
+//   - Joining is idempotent: a server already in the configuration with the
+//     same ID, address and suffrage is left alone. A known ID with a new
+//     address replaces the old entry, and a different ID still registered at
+//     the joining address is removed first, so a node that was rebuilt with a
+//     new ID does not leave a ghost voter behind.
+//   - Leaving is idempotent: removing an ID that is not in the configuration
+//     succeeds without a change. When the leader is asked to remove itself it
+//     first hands leadership to another voter and answers with
+//     [ErrDifferentLeader], so the caller retries against the new leader and
+//     the cluster never loses its leader to a leave request.
+package raftmembership
