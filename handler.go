@@ -1,6 +1,7 @@
 package rafthttp
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -236,17 +237,34 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, status, reason)
 		return
 	}
-	conn, err := h.hijack(w, r)
-	if err != nil {
+	if h.ctx.Err() != nil {
+		// Checked again so that a Close racing the reservation still gets
+		// an HTTP refusal rather than a 101 and a dropped socket.
 		h.releaseSlot()
-		if errors.Is(err, http.ErrNotSupported) {
-			h.refuse(w, r, http.StatusInternalServerError, "rafthttp: cannot take over this connection: the ResponseWriter does not support hijacking (HTTP/2, or a middleware that hides http.Hijacker without an Unwrap method)")
-		} else {
-			h.refuse(w, r, http.StatusInternalServerError, "rafthttp: cannot take over this connection: "+err.Error())
-		}
+		h.refuse(w, r, http.StatusServiceUnavailable, "rafthttp: handler closed")
 		return
 	}
-	h.deliver(conn, r)
+	// NewResponseController finds Hijack through middleware wrappers that
+	// implement Unwrap, which a type assertion on w would miss.
+	conn, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		h.releaseSlot()
+		reason := "rafthttp: cannot take over this connection: " + err.Error()
+		if errors.Is(err, http.ErrNotSupported) {
+			reason = "rafthttp: cannot take over this connection: the ResponseWriter does not support hijacking (HTTP/2, or a middleware that hides http.Hijacker without an Unwrap method)"
+		}
+		h.refuse(w, r, http.StatusInternalServerError, reason)
+		return
+	}
+	// From here on w belongs to nobody: failures are logged, not answered.
+	upgraded, err := h.switchProtocols(conn, rw.Reader)
+	if err != nil {
+		conn.Close()
+		h.releaseSlot()
+		h.logger.Warn("upgrade failed after hijacking", "remote-address", r.RemoteAddr, "path", r.URL.Path, "error", err)
+		return
+	}
+	h.deliver(upgraded, r)
 }
 
 // reserveSlot takes a backlog token, waiting up to the timeout for one.
@@ -272,25 +290,14 @@ func (h *Handler) reserveSlot(ctx context.Context) (int, string) {
 
 func (h *Handler) releaseSlot() { <-h.slots }
 
-// hijack takes the connection over from net/http, answers 101, and returns
-// the connection raft will use, which yields first any bytes the peer sent
-// behind the request head.
-func (h *Handler) hijack(w http.ResponseWriter, r *http.Request) (net.Conn, error) {
-	if h.ctx.Err() != nil {
-		// Checked again here so a Close that raced the reservation still
-		// gets an HTTP refusal rather than a 101 and a dropped socket.
-		return nil, ErrClosed
-	}
-	// NewResponseController finds Hijack through middleware wrappers that
-	// implement Unwrap, which a type assertion on w would miss.
-	conn, rw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		return nil, err
-	}
+// switchProtocols answers 101 on a hijacked connection and returns the
+// connection raft will use, which yields first any bytes the peer sent
+// behind the request head. It does not close conn.
+func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader) (net.Conn, error) {
 	// net/http leaves its ReadTimeout and WriteTimeout deadlines on a
 	// hijacked conn; raft's connections live for hours, so clear them, and
 	// bound only the write of the 101 itself.
-	err = conn.SetDeadline(time.Time{})
+	err := conn.SetDeadline(time.Time{})
 	if err == nil {
 		err = conn.SetWriteDeadline(time.Now().Add(h.currentTimeout()))
 	}
@@ -301,13 +308,12 @@ func (h *Handler) hijack(w http.ResponseWriter, r *http.Request) (net.Conn, erro
 		err = conn.SetWriteDeadline(time.Time{})
 	}
 	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("write 101 to %s: %w", r.RemoteAddr, err)
+		return nil, fmt.Errorf("write 101: %w", err)
 	}
 	// A peer may send raft bytes right behind its request head without
 	// waiting for the 101; net/http may already have read them.
-	if n := rw.Reader.Buffered(); n > 0 {
-		early, _ := rw.Reader.Peek(n)
+	if n := buffered.Buffered(); n > 0 {
+		early, _ := buffered.Peek(n)
 		return newPrefixConn(conn, early), nil
 	}
 	return conn, nil
@@ -320,6 +326,7 @@ func (h *Handler) deliver(conn net.Conn, r *http.Request) {
 	defer h.mu.RUnlock()
 	if h.closed {
 		conn.Close()
+		h.releaseSlot()
 		h.logger.Debug("closed upgraded connection: handler closed during the handshake", "remote-address", r.RemoteAddr)
 		return
 	}
@@ -456,6 +463,8 @@ func (h *Handler) send(ctx context.Context, request *raftmembership.ChangeReques
 	select {
 	case h.requests <- request:
 		return nil
+	case <-h.ctx.Done():
+		return ErrClosed
 	case <-ctx.Done():
 		if h.ctx.Err() != nil {
 			return ErrClosed

@@ -1,0 +1,50 @@
+// Package rafthttp carries the traffic of a [github.com/hashicorp/raft]
+// cluster over the HTTP server an application already runs, so a node needs
+// one port for everything instead of a second one for raft.
+//
+// # How it works
+//
+// A [Handler] mounted on the application's ServeMux answers a GET with
+// "Upgrade: raft" by taking the connection over from net/http (an HTTP
+// upgrade, as WebSocket does) and queueing it for [Layer.Accept]. A [Layer]
+// is the [raft.StreamLayer] given to raft.NewNetworkTransport: its Dial asks
+// a peer's Handler to upgrade a new connection, and its Accept returns the
+// connections this node's Handler upgraded. After the 101 answer the
+// connection carries raft's own protocol, byte for byte as over TCP.
+//
+// The same Handler serves membership changes: [Layer.Join] sends
+// POST <path>?id=ID&address=ADDR to any node and [Layer.Leave] sends
+// DELETE <path>?id=ID. The Handler passes them to
+// raftmembership.HandleChangeRequests, which applies them on the leader; a
+// follower redirects the caller to the leader, and a node that knows of no
+// leader answers 503 so the caller retries.
+//
+// # Usage
+//
+// On every node:
+//
+//	handler := rafthttp.NewHandler()
+//	mux.Handle("/raft", handler)
+//	layer := rafthttp.NewLayer("/raft", advertisedAddr, handler, rafthttp.NewDialTCP())
+//	transport := raft.NewNetworkTransport(layer, 3, 10*time.Second, os.Stderr)
+//	r, err := raft.NewRaft(config, fsm, logs, stable, snapshots, transport)
+//	go raftmembership.HandleChangeRequests(r, handler.Requests())
+//
+// Then bootstrap the first node and call [Layer.Join] on the others with the
+// address of any existing member. [Example] runs a whole cluster. For TLS,
+// serve the mux with TLS and dial with [NewDialTLS].
+//
+// # Shutdown
+//
+// Shut a node down in this order: raft.Raft.Shutdown, then the transport's
+// Close (which closes the Layer, the Handler and every upgraded connection,
+// and makes HandleChangeRequests return), then the HTTP server. Calling the
+// transport's CloseStreams is not needed.
+//
+// # Compatibility
+//
+// The wire format interoperates with nodes running the original rafthttp
+// package in both directions: such nodes send no Connection header and expect
+// only a 101 with "Upgrade: raft", which is what this package sends and
+// accepts.
+package rafthttp

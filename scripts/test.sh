@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, vet, staticcheck, and every test with the
+# race detector. CI runs exactly this; so should you before sending a change.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== gofmt"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+	printf 'gofmt would change:\n%s\n' "$unformatted" >&2
+	exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== staticcheck"
+staticcheck=$(command -v staticcheck || echo "$(go env GOPATH)/bin/staticcheck")
+if [ ! -x "$staticcheck" ]; then
+	echo "staticcheck not found: go install honnef.co/go/tools/cmd/staticcheck@v0.8.2" >&2
+	exit 1
+fi
+"$staticcheck" ./...
+
+echo "== go test -race"
+go test -race -count=1 ./...
