@@ -39,7 +39,12 @@ func NewDialTLS(config *tls.Config) Dial {
 	config.NextProtos = []string{"http/1.1"}
 	return func(addr string, timeout time.Duration) (net.Conn, error) {
 		dialer := &net.Dialer{Timeout: timeout}
-		return tls.DialWithDialer(dialer, "tcp", addr, config)
+		conn, err := tls.DialWithDialer(dialer, "tcp", addr, config)
+		if err != nil {
+			// Not the typed nil *tls.Conn, which would pass a nil check.
+			return nil, err
+		}
+		return conn, nil
 	}
 }
 
@@ -130,14 +135,14 @@ func upgrade(ctx context.Context, conn net.Conn, path, addr string, deadline tim
 		}()
 	}
 	if _, err := conn.Write(upgradeRequest(path, addr)); err != nil {
-		return nil, "write request", contextCause(ctx, err)
+		return nil, "write request", contextCause(ctx, deadline, err)
 	}
 	// The reader that parses the 101 may read past it if the peer wrote
 	// more; those bytes are kept below.
 	reader := bufio.NewReader(conn)
 	response, err := http.ReadResponse(reader, nil)
 	if err != nil {
-		return nil, "read response", contextCause(ctx, err)
+		return nil, "read response", contextCause(ctx, deadline, err)
 	}
 	if response.StatusCode != http.StatusSwitchingProtocols {
 		body, _ := io.ReadAll(io.LimitReader(response.Body, maxErrorBody))
@@ -158,10 +163,16 @@ func upgrade(ctx context.Context, conn net.Conn, path, addr string, deadline tim
 }
 
 // contextCause reports the context's error in place of the I/O error its
-// cancellation caused, so the caller sees "context canceled" rather than
-// "i/o timeout".
-func contextCause(ctx context.Context, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil {
+// cancellation or deadline caused, so the caller sees "context deadline
+// exceeded" rather than, say, "malformed MIME header": net/http reports a
+// header line cut short by the deadline as a malformed one, and the conn's
+// deadline may fire just before the context's own timer does.
+func contextCause(ctx context.Context, deadline time.Time, err error) error {
+	ctxErr := ctx.Err()
+	if ctxErr == nil && !deadline.IsZero() && !time.Now().Before(deadline) {
+		ctxErr = context.DeadlineExceeded
+	}
+	if ctxErr != nil {
 		return fmt.Errorf("%w (%v)", ctxErr, err)
 	}
 	return err

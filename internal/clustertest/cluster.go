@@ -4,14 +4,17 @@ package clustertest
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,14 +36,18 @@ const WaitTimeout = 30 * time.Second
 // Options configures a cluster. The zero value means plain HTTP, in-memory
 // raft stores and test-speed raft timeouts.
 type Options struct {
-	// ServerTLS, if set, makes every node serve TLS with it.
+	// ServerTLS, if set, makes every node serve TLS with a copy of it,
+	// through http.Server.ServeTLS, which also enables HTTP/2. CA.Options
+	// sets it and ClientTLS.
 	ServerTLS *tls.Config
 	// ClientTLS, if set, makes every node dial with NewDialTLS(ClientTLS).
 	ClientTLS *tls.Config
-	// Bolt stores the raft log and stable store in raft-boltdb files under
-	// a temporary directory instead of memory.
+	// Bolt stores the raft log and stable store in a raft-boltdb file, and
+	// snapshots in files, in a t.TempDir() per node (Node.DataDir) instead
+	// of memory.
 	Bolt bool
-	// Wrap, if set, wraps each node's HTTP handler (for middleware tests).
+	// Wrap, if set, wraps each node's HTTP handler (for middleware tests;
+	// see Recorder).
 	Wrap func(http.Handler) http.Handler
 }
 
@@ -54,13 +61,22 @@ type Node struct {
 	Raft      *raft.Raft
 	FSM       *FSM
 	Server    *http.Server
+	// DataDir holds the node's raft-boltdb file and snapshots when
+	// Options.Bolt is set; a restarted node opens them again.
+	DataDir string
 
 	t           testing.TB
-	listener    net.Listener
+	options     Options
 	serveDone   chan struct{}
 	membersDone chan struct{}
-	stores      []io.Closer
-	stopOnce    sync.Once
+	// The stores outlive a stop in memory, so that a restarted node without
+	// Bolt keeps its state too.
+	logs      raft.LogStore
+	stable    raft.StableStore
+	snapshots raft.SnapshotStore
+	closers   []io.Closer
+	stopOnce  sync.Once
+	stopped   atomic.Bool
 }
 
 // Cluster is a set of nodes started by Start.
@@ -82,16 +98,39 @@ func Config(id raft.ServerID, logger hclog.Logger) *raft.Config {
 	return config
 }
 
-// Logger returns an hclog logger that writes to t.Log.
+// Logger returns an hclog logger that writes to t.Log until the test's
+// cleanup runs, and drops lines after that.
 func Logger(t testing.TB, name string) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: name, Output: testWriter{t}, Level: hclog.Info})
+	return hclog.New(&hclog.LoggerOptions{Name: name, Output: newTestWriter(t), Level: hclog.Info})
 }
 
-type testWriter struct{ t testing.TB }
+// testWriter writes to t.Log. A goroutine that outlives the test by a
+// moment (a connection handler logging its own end) must not call t.Log
+// once the test has finished, which panics, so the writer goes quiet when
+// the test's cleanup runs.
+type testWriter struct {
+	t    testing.TB
+	mu   sync.RWMutex
+	done bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+func newTestWriter(t testing.TB) *testWriter {
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return w
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if !w.done {
+		w.t.Helper()
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
 }
 
@@ -104,13 +143,52 @@ func StartNode(t testing.TB, id raft.ServerID, options Options) *Node {
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	if options.ServerTLS != nil {
-		listener = tls.NewListener(listener, options.ServerTLS)
+	node := &Node{ID: id, t: t, options: options}
+	if options.Bolt {
+		node.DataDir = t.TempDir()
+	} else {
+		node.logs, node.stable = raft.NewInmemStore(), raft.NewInmemStore()
+		node.snapshots = raft.NewInmemSnapshotStore()
 	}
-	logger := Logger(t, string(id))
-	node := &Node{ID: id, Addr: listener.Addr().String(), t: t, listener: listener,
-		serveDone: make(chan struct{}), membersDone: make(chan struct{})}
+	node.start(listener)
+	return node
+}
 
+// Restart stops the node, if it is running, and starts it again with the
+// same ID, address, options and stores (the same raft-boltdb file with
+// Bolt, the same in-memory stores without), as a process restarted on the
+// same machine would be. The new node has a fresh FSM, which raft fills
+// again from the log. Restart returns the new node; the old one stays
+// stopped.
+func (n *Node) Restart() *Node {
+	n.t.Helper()
+	n.Stop()
+	node := &Node{ID: n.ID, t: n.t, options: n.options, DataDir: n.DataDir,
+		logs: n.logs, stable: n.stable, snapshots: n.snapshots}
+	// The port was free a moment ago, but binding it again can race with
+	// the old server's sockets closing, or with another listener that
+	// asked for any free port: keep trying, within the usual bound.
+	var listener net.Listener
+	Eventually(n.t, func() error {
+		var err error
+		listener, err = net.Listen("tcp", n.Addr)
+		return err
+	})
+	node.start(listener)
+	return node
+}
+
+// start builds the node around listener: HTTP server, Layer, transport,
+// stores, raft and the membership handler.
+func (node *Node) start(listener net.Listener) {
+	t, options := node.t, node.options
+	t.Helper()
+	node.Addr = listener.Addr().String()
+	node.serveDone = make(chan struct{})
+	node.membersDone = make(chan struct{})
+	logger := Logger(t, string(node.ID))
+
+	var err error
 	node.Handler = rafthttp.NewHandlerWithLogger(logger.Named("rafthttp"))
 	var dial rafthttp.Dial
 	if options.ClientTLS != nil {
@@ -120,6 +198,7 @@ func StartNode(t testing.TB, id raft.ServerID, options Options) *Node {
 		Path: Path, Addr: listener.Addr(), Handler: node.Handler, Dial: dial,
 	})
 	if err != nil {
+		listener.Close()
 		t.Fatalf("layer: %v", err)
 	}
 	mux := http.NewServeMux()
@@ -128,32 +207,47 @@ func StartNode(t testing.TB, id raft.ServerID, options Options) *Node {
 	if options.Wrap != nil {
 		handler = options.Wrap(handler)
 	}
-	node.Server = &http.Server{Handler: handler, ErrorLog: nil, ReadHeaderTimeout: 5 * time.Second}
+	node.Server = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: log.New(newTestWriter(t), "http: ", 0)}
+	if options.ServerTLS != nil {
+		// ServeTLS, unlike a tls.Listener passed to Serve, sets up HTTP/2
+		// as a production server would, so upgrades are tested against a
+		// server that would pick h2 for a client that offers it. It edits
+		// the config in place to do so: each server needs its own copy.
+		node.Server.TLSConfig = options.ServerTLS.Clone()
+	}
 	go func() {
 		defer close(node.serveDone)
-		node.Server.Serve(listener)
+		if options.ServerTLS != nil {
+			node.Server.ServeTLS(listener, "", "")
+		} else {
+			node.Server.Serve(listener)
+		}
 	}()
 
 	node.Transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: node.Layer, MaxPool: 3, Timeout: 5 * time.Second, Logger: logger.Named("transport"),
 	})
 
-	var logs raft.LogStore
-	var stable raft.StableStore
 	if options.Bolt {
-		store, err := raftboltdb.NewBoltStore(filepath.Join(t.TempDir(), "raft.db"))
+		store, err := raftboltdb.NewBoltStore(filepath.Join(node.DataDir, "raft.db"))
 		if err != nil {
+			node.stopServing()
 			t.Fatalf("bolt store: %v", err)
 		}
-		node.stores = append(node.stores, store)
-		logs, stable = store, store
-	} else {
-		logs, stable = raft.NewInmemStore(), raft.NewInmemStore()
+		node.closers = append(node.closers, store)
+		node.logs, node.stable = store, store
+		node.snapshots, err = raft.NewFileSnapshotStoreWithLogger(node.DataDir, 2, logger.Named("snapshots"))
+		if err != nil {
+			node.stopServing()
+			t.Fatalf("snapshot store: %v", err)
+		}
 	}
 	node.FSM = &FSM{}
-	node.Raft, err = raft.NewRaft(Config(id, logger.Named("raft")), node.FSM, logs, stable,
-		raft.NewInmemSnapshotStore(), node.Transport)
+	node.Raft, err = raft.NewRaft(Config(node.ID, logger.Named("raft")), node.FSM, node.logs, node.stable,
+		node.snapshots, node.Transport)
 	if err != nil {
+		node.stopServing()
 		t.Fatalf("raft: %v", err)
 	}
 	go func() {
@@ -162,7 +256,16 @@ func StartNode(t testing.TB, id raft.ServerID, options Options) *Node {
 			raftmembership.Config{Logger: logger.Named("membership"), Timeout: 5 * time.Second})
 	}()
 	t.Cleanup(node.Stop)
-	return node
+}
+
+// stopServing undoes a start that failed before raft was running.
+func (n *Node) stopServing() {
+	n.Transport.Close()
+	n.Server.Close()
+	<-n.serveDone
+	for _, closer := range n.closers {
+		closer.Close()
+	}
 }
 
 // Bootstrap makes the node a single-voter cluster.
@@ -177,10 +280,12 @@ func (n *Node) Bootstrap() {
 }
 
 // Stop shuts the node down in the documented order: raft, transport (which
-// closes the Layer and its Handler), then the HTTP server. It waits for the
-// node's goroutines and is idempotent.
+// closes the Layer and its Handler), then the HTTP server. It does not call
+// Transport.CloseStreams: closing the Layer must be enough to end every
+// connection. It waits for the node's goroutines and is idempotent.
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() {
+		n.stopped.Store(true)
 		if err := n.Raft.Shutdown().Error(); err != nil {
 			n.t.Errorf("raft shutdown %s: %v", n.ID, err)
 		}
@@ -188,10 +293,26 @@ func (n *Node) Stop() {
 		n.Server.Close()
 		<-n.serveDone
 		<-n.membersDone
-		for _, store := range n.stores {
-			store.Close()
+		for _, closer := range n.closers {
+			if err := closer.Close(); err != nil {
+				n.t.Errorf("close store of %s: %v", n.ID, err)
+			}
 		}
 	})
+}
+
+// Stopped reports whether Stop has been called.
+func (n *Node) Stopped() bool { return n.stopped.Load() }
+
+// StartNodes starts size nodes, named node0, node1, ..., without
+// bootstrapping or joining any of them.
+func StartNodes(t testing.TB, size int, options Options) *Cluster {
+	t.Helper()
+	cluster := &Cluster{t: t}
+	for i := range size {
+		cluster.Nodes = append(cluster.Nodes, StartNode(t, raft.ServerID(fmt.Sprintf("node%d", i)), options))
+	}
+	return cluster
 }
 
 // Start starts size nodes, bootstraps the first, joins the rest through the
@@ -199,10 +320,7 @@ func (n *Node) Stop() {
 // configuration with all of them as voters.
 func Start(t testing.TB, size int, options Options) *Cluster {
 	t.Helper()
-	cluster := &Cluster{t: t}
-	for i := range size {
-		cluster.Nodes = append(cluster.Nodes, StartNode(t, raft.ServerID(fmt.Sprintf("node%d", i)), options))
-	}
+	cluster := StartNodes(t, size, options)
 	first := cluster.Nodes[0]
 	first.Bootstrap()
 	cluster.Leader()
@@ -212,37 +330,92 @@ func Start(t testing.TB, size int, options Options) *Cluster {
 		}
 	}
 	cluster.WaitMembers(size)
+	cluster.WaitLeaderKnown()
 	return cluster
 }
 
-// Leader waits until exactly one node is leader and every other node that
-// is running knows it, and returns it.
-func (c *Cluster) Leader() *Node {
+// WaitLeaderKnown waits until one node is leader and each of nodes (every
+// running node if none are given) knows it, as a follower does once it has
+// heard from the leader, and returns the leader. Until then a follower
+// answers membership requests with 503 rather than a redirect.
+func (c *Cluster) WaitLeaderKnown(nodes ...*Node) *Node {
 	c.t.Helper()
+	if len(nodes) == 0 {
+		nodes = c.Running()
+	}
 	var leader *Node
-	Eventually(c.t, func() error {
-		leader = nil
-		for _, node := range c.Nodes {
-			if node.Raft.State() == raft.Leader {
-				if leader != nil {
-					return errors.New("two leaders")
-				}
-				leader = node
-			}
+	Eventually(c.t, func() (err error) {
+		leader, err = c.currentLeader()
+		if err != nil {
+			return err
 		}
-		if leader == nil {
-			return errors.New("no leader")
+		for _, node := range nodes {
+			if address, _ := node.Raft.LeaderWithID(); string(address) != leader.Addr {
+				return fmt.Errorf("%s knows leader %q, want %s", node.ID, address, leader.Addr)
+			}
 		}
 		return nil
 	})
 	return leader
 }
 
-// Followers returns the nodes that are not the current leader.
+// Running returns the nodes that have not been stopped.
+func (c *Cluster) Running() []*Node {
+	var running []*Node
+	for _, node := range c.Nodes {
+		if !node.Stopped() {
+			running = append(running, node)
+		}
+	}
+	return running
+}
+
+// Restart restarts node (see Node.Restart) and puts the new node in its
+// place in c.Nodes.
+func (c *Cluster) Restart(node *Node) *Node {
+	c.t.Helper()
+	restarted := node.Restart()
+	for i, n := range c.Nodes {
+		if n == node {
+			c.Nodes[i] = restarted
+		}
+	}
+	return restarted
+}
+
+// Leader waits until exactly one running node is leader, and returns it.
+func (c *Cluster) Leader() *Node {
+	c.t.Helper()
+	var leader *Node
+	Eventually(c.t, func() (err error) {
+		leader, err = c.currentLeader()
+		return err
+	})
+	return leader
+}
+
+// currentLeader returns the one running node that is leader.
+func (c *Cluster) currentLeader() (*Node, error) {
+	var leader *Node
+	for _, node := range c.Running() {
+		if node.Raft.State() == raft.Leader {
+			if leader != nil {
+				return nil, fmt.Errorf("two leaders: %s and %s", leader.ID, node.ID)
+			}
+			leader = node
+		}
+	}
+	if leader == nil {
+		return nil, errors.New("no leader")
+	}
+	return leader, nil
+}
+
+// Followers returns the running nodes that are not the current leader.
 func (c *Cluster) Followers() []*Node {
 	leader := c.Leader()
 	var followers []*Node
-	for _, node := range c.Nodes {
+	for _, node := range c.Running() {
 		if node != leader {
 			followers = append(followers, node)
 		}
@@ -254,7 +427,11 @@ func (c *Cluster) Followers() []*Node {
 func (c *Cluster) WaitMembers(size int) {
 	c.t.Helper()
 	Eventually(c.t, func() error {
-		servers, err := c.Leader().Servers()
+		leader, err := c.currentLeader()
+		if err != nil {
+			return err
+		}
+		servers, err := leader.Servers()
 		if err != nil {
 			return err
 		}
@@ -274,20 +451,34 @@ func (n *Node) Servers() ([]raft.Server, error) {
 	return future.Configuration().Servers, nil
 }
 
-// Apply applies command on the leader and waits until every running node
-// has applied it.
+// Apply applies command on the leader and waits until every running node's
+// FSM has applied it. Stop nodes that have left the cluster first: they never
+// will.
 func (c *Cluster) Apply(command string) {
 	c.t.Helper()
-	leader := c.Leader()
-	future := leader.Raft.Apply([]byte(command), WaitTimeout)
-	if err := future.Error(); err != nil {
-		c.t.Fatalf("apply %q: %v", command, err)
-	}
-	index := future.Index()
+	var index uint64
 	Eventually(c.t, func() error {
-		for _, node := range c.Nodes {
-			if applied := node.Raft.AppliedIndex(); applied < index {
-				return fmt.Errorf("%s applied %d, want %d", node.ID, applied, index)
+		leader, err := c.currentLeader()
+		if err != nil {
+			return err
+		}
+		future := leader.Raft.Apply([]byte(command), WaitTimeout)
+		err = future.Error()
+		if errors.Is(err, raft.ErrNotLeader) {
+			// Deposed before taking the command: it was not applied, so
+			// trying at the next leader cannot apply it twice.
+			return err
+		}
+		if err != nil {
+			c.t.Fatalf("apply %q on %s: %v", command, leader.ID, err)
+		}
+		index = future.Index()
+		return nil
+	})
+	Eventually(c.t, func() error {
+		for _, node := range c.Running() {
+			if applied := node.FSM.Index(); applied < index {
+				return fmt.Errorf("%s's FSM applied up to %d, want %d", node.ID, applied, index)
 			}
 		}
 		return nil
@@ -317,6 +508,7 @@ func Eventually(t testing.TB, condition func() error) {
 type FSM struct {
 	mu       sync.Mutex
 	commands []string
+	index    uint64
 }
 
 // Apply records the command.
@@ -324,6 +516,7 @@ func (f *FSM) Apply(entry *raft.Log) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.commands = append(f.commands, string(entry.Data))
+	f.index = entry.Index
 	return len(f.commands)
 }
 
@@ -334,31 +527,43 @@ func (f *FSM) Commands() []string {
 	return append([]string(nil), f.commands...)
 }
 
-// Snapshot captures the commands.
+// Index returns the log index of the last command applied. Unlike
+// raft.AppliedIndex, which raft advances when it hands entries to the FSM
+// goroutine, it says the command has reached Commands.
+func (f *FSM) Index() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.index
+}
+
+// Snapshot captures the commands and the index of the last one.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	return snapshot(f.Commands()), nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return snapshot{Index: f.index, Commands: append([]string(nil), f.commands...)}, nil
 }
 
 // Restore replaces the commands with a snapshot's.
 func (f *FSM) Restore(reader io.ReadCloser) error {
 	defer reader.Close()
-	data, err := io.ReadAll(reader)
-	if err != nil {
-		return err
+	var state snapshot
+	if err := json.NewDecoder(reader).Decode(&state); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.commands = nil
-	if len(data) > 0 {
-		f.commands = strings.Split(string(data), "\n")
-	}
+	f.commands, f.index = state.Commands, state.Index
 	return nil
 }
 
-type snapshot []string
+// snapshot is the FSM's state, persisted as JSON.
+type snapshot struct {
+	Index    uint64   `json:"index"`
+	Commands []string `json:"commands"`
+}
 
 func (s snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := io.WriteString(sink, strings.Join(s, "\n")); err != nil {
+	if err := json.NewEncoder(sink).Encode(s); err != nil {
 		sink.Cancel()
 		return err
 	}

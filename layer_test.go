@@ -1,0 +1,583 @@
+package rafthttp_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rafthttp/rafthttp"
+)
+
+// dlNode is a Layer whose Handler is mounted on a loopback HTTP server.
+type dlNode struct {
+	server  *httptest.Server
+	handler *rafthttp.Handler
+	layer   *rafthttp.Layer
+	addr    raft.ServerAddress
+}
+
+// dlStartNode starts a node with its Handler mounted at path.
+func dlStartNode(t *testing.T, path string) *dlNode {
+	t.Helper()
+	return dlStartNodeMounted(t, path, path, nil)
+}
+
+// dlStartNodeMounted starts a node whose Handler, wrapped by wrap if not
+// nil, is mounted on a ServeMux under pattern, for a Layer using path. The
+// Layer dials with its default Dial. Layer and server are closed when the
+// test ends.
+func dlStartNodeMounted(t *testing.T, path, pattern string, wrap func(http.Handler) http.Handler) *dlNode {
+	t.Helper()
+	logger := dlLogger(t, "node")
+	handler := rafthttp.NewHandlerWithLogger(logger)
+	var served http.Handler = handler
+	if wrap != nil {
+		served = wrap(handler)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(pattern, served)
+	server := httptest.NewUnstartedServer(mux)
+	server.Config.ErrorLog = logger.StandardLogger(&hclog.StandardLoggerOptions{})
+	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
+		Path: path, Addr: server.Listener.Addr(), Handler: handler, Logger: logger,
+	})
+	require.NoError(t, err)
+	server.Start()
+	t.Cleanup(server.Close)
+	t.Cleanup(func() { assert.NoError(t, layer.Close()) })
+	return &dlNode{server: server, handler: handler, layer: layer, addr: raft.ServerAddress(server.Listener.Addr().String())}
+}
+
+type dlAcceptResult struct {
+	conn net.Conn
+	err  error
+}
+
+// dlAcceptAsync calls layer.Accept in a goroutine and delivers its result.
+// The goroutine ends at the latest when the layer is closed.
+func dlAcceptAsync(layer *rafthttp.Layer) <-chan dlAcceptResult {
+	results := make(chan dlAcceptResult, 1)
+	go func() {
+		conn, err := layer.Accept()
+		results <- dlAcceptResult{conn, err}
+	}()
+	return results
+}
+
+// dlAccept waits, bounded, for the next connection the layer accepts.
+func dlAccept(t *testing.T, layer *rafthttp.Layer) net.Conn {
+	t.Helper()
+	r := dlReceive(t, dlAcceptAsync(layer), "Accept")
+	require.NoError(t, r.err)
+	t.Cleanup(func() { r.conn.Close() })
+	return r.conn
+}
+
+// dlPair dials node from client and returns both ends of the upgraded
+// connection.
+func dlPair(t *testing.T, client *rafthttp.Layer, node *dlNode) (dialed, accepted net.Conn) {
+	t.Helper()
+	dialed, err := client.Dial(node.addr, dlWait)
+	require.NoError(t, err)
+	t.Cleanup(func() { dialed.Close() })
+	return dialed, dlAccept(t, node.layer)
+}
+
+// dlExchange checks that bytes flow both ways between a and b.
+func dlExchange(t *testing.T, a, b net.Conn) {
+	t.Helper()
+	require.NoError(t, a.SetDeadline(time.Now().Add(dlWait)))
+	require.NoError(t, b.SetDeadline(time.Now().Add(dlWait)))
+	for _, dir := range []struct {
+		from, to net.Conn
+		text     string
+	}{{a, b, "ping"}, {b, a, "pong"}} {
+		_, err := io.WriteString(dir.from, dir.text)
+		require.NoError(t, err)
+		got := make([]byte, len(dir.text))
+		_, err = io.ReadFull(dir.to, got)
+		require.NoError(t, err)
+		assert.Equal(t, dir.text, string(got))
+	}
+	require.NoError(t, a.SetDeadline(time.Time{}))
+	require.NoError(t, b.SetDeadline(time.Time{}))
+}
+
+type dlReadResult struct {
+	n   int
+	err error
+}
+
+// dlReadAsync starts a read on conn and delivers its result.
+func dlReadAsync(conn net.Conn) <-chan dlReadResult {
+	results := make(chan dlReadResult, 1)
+	go func() {
+		n, err := conn.Read(make([]byte, 1))
+		results <- dlReadResult{n, err}
+	}()
+	return results
+}
+
+// dlAssertBlocked checks that nothing arrives on ch for a short while: the
+// operation behind it is blocked, as the test needs it to be.
+func dlAssertBlocked[T any](t *testing.T, ch <-chan T, what string) {
+	t.Helper()
+	select {
+	case value := <-ch:
+		t.Fatalf("%s returned early: %v", what, value)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+var dlAdvertised = &net.TCPAddr{IP: net.IPv4(10, 0, 0, 7), Port: 8080}
+
+// TestNewLayerWithConfig checks that the constructor validates its config
+// up front and applies the defaults of optional fields.
+func TestNewLayerWithConfig(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		path    string
+		noAddr  bool
+		noHand  bool
+		dial    rafthttp.Dial
+		logger  hclog.Logger
+		wantErr bool
+	}{
+		{name: "empty path", path: "", wantErr: true},
+		{name: "relative path", path: "raft", wantErr: true},
+		{name: "relative nested path", path: "raft/v1", wantErr: true},
+		{name: "query", path: "/raft?x=1", wantErr: true},
+		{name: "empty query", path: "/raft?", wantErr: true},
+		{name: "fragment", path: "/raft#top", wantErr: true},
+		{name: "CRLF", path: "/raft\r\nX-Evil: 1", wantErr: true},
+		{name: "LF", path: "/ra\nft", wantErr: true},
+		{name: "tab", path: "/ra\tft", wantErr: true},
+		{name: "NUL", path: "/raft\x00", wantErr: true},
+		{name: "DEL", path: "/raft\x7f", wantErr: true},
+		{name: "nil Addr", path: "/raft", noAddr: true, wantErr: true},
+		{name: "nil Handler", path: "/raft", noHand: true, wantErr: true},
+		{name: "plain", path: "/raft"},
+		{name: "root", path: "/"},
+		{name: "nested", path: "/cluster/raft/"},
+		{name: "space", path: "/raft node"},
+		{name: "non-ASCII", path: "/rafté"},
+		{name: "explicit Dial and Logger", path: "/raft", dial: rafthttp.NewDialTCP(), logger: hclog.NewNullLogger()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			config := rafthttp.LayerConfig{Path: tt.path, Dial: tt.dial, Logger: tt.logger}
+			if !tt.noAddr {
+				config.Addr = dlAdvertised
+			}
+			if !tt.noHand {
+				handler := rafthttp.NewHandlerWithLogger(dlLogger(t, "handler"))
+				t.Cleanup(handler.Close)
+				config.Handler = handler
+			}
+			layer, err := rafthttp.NewLayerWithConfig(config)
+			if tt.wantErr {
+				assert.Error(t, err)
+				assert.Nil(t, layer)
+				return
+			}
+			require.NoError(t, err)
+			require.NotNil(t, layer)
+			assert.NoError(t, layer.Close())
+		})
+	}
+}
+
+// TestNewLayerPanics checks that the constructors without an error result
+// panic on an invalid argument, at construction rather than later inside
+// raft, and do not panic on valid ones.
+func TestNewLayerPanics(t *testing.T) {
+	t.Parallel()
+	handler := rafthttp.NewHandlerWithLogger(dlLogger(t, "handler"))
+	t.Cleanup(handler.Close)
+	tests := []struct {
+		name string
+		new  func() *rafthttp.Layer
+	}{
+		{name: "NewLayer relative path", new: func() *rafthttp.Layer {
+			return rafthttp.NewLayer("raft", dlAdvertised, handler, nil)
+		}},
+		{name: "NewLayer empty path", new: func() *rafthttp.Layer {
+			return rafthttp.NewLayer("", dlAdvertised, handler, nil)
+		}},
+		{name: "NewLayer query", new: func() *rafthttp.Layer {
+			return rafthttp.NewLayer("/raft?x", dlAdvertised, handler, nil)
+		}},
+		{name: "NewLayer nil Addr", new: func() *rafthttp.Layer {
+			return rafthttp.NewLayer("/raft", nil, handler, nil)
+		}},
+		{name: "NewLayer nil Handler", new: func() *rafthttp.Layer {
+			return rafthttp.NewLayer("/raft", dlAdvertised, nil, nil)
+		}},
+		{name: "NewLayerWithLogger control character", new: func() *rafthttp.Layer {
+			return rafthttp.NewLayerWithLogger("/raft\n", dlAdvertised, handler, nil, hclog.NewNullLogger())
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			require.Panics(t, func() { tt.new() })
+		})
+	}
+	t.Run("valid", func(t *testing.T) {
+		t.Parallel()
+		for _, newLayer := range []func(*rafthttp.Handler) *rafthttp.Layer{
+			func(h *rafthttp.Handler) *rafthttp.Layer {
+				return rafthttp.NewLayer("/raft", dlAdvertised, h, nil)
+			},
+			func(h *rafthttp.Handler) *rafthttp.Layer {
+				return rafthttp.NewLayerWithLogger("/raft", dlAdvertised, h, rafthttp.NewDialTCP(), hclog.NewNullLogger())
+			},
+		} {
+			var layer *rafthttp.Layer
+			require.NotPanics(t, func() { layer = newLayer(rafthttp.NewHandlerWithLogger(dlLogger(t, "handler"))) })
+			assert.NoError(t, layer.Close())
+		}
+	})
+}
+
+// TestLayerAddr checks that Addr is the advertised address from the
+// config, not the listener's.
+func TestLayerAddr(t *testing.T) {
+	t.Parallel()
+	handler := rafthttp.NewHandlerWithLogger(dlLogger(t, "handler"))
+	layer := rafthttp.NewLayer("/raft", dlAdvertised, handler, nil)
+	t.Cleanup(func() { layer.Close() })
+	assert.Equal(t, net.Addr(dlAdvertised), layer.Addr())
+	assert.Equal(t, "10.0.0.7:8080", layer.Addr().String())
+}
+
+// TestLayerNilDialUsesTCP checks that a Layer built without a Dial dials
+// plain TCP, through every constructor.
+func TestLayerNilDialUsesTCP(t *testing.T) {
+	t.Parallel()
+	node := dlStartNode(t, "/raft")
+	tests := []struct {
+		name string
+		new  func(*rafthttp.Handler) (*rafthttp.Layer, error)
+	}{
+		{name: "NewLayer", new: func(h *rafthttp.Handler) (*rafthttp.Layer, error) {
+			return rafthttp.NewLayer("/raft", dlAdvertised, h, nil), nil
+		}},
+		{name: "NewLayerWithLogger", new: func(h *rafthttp.Handler) (*rafthttp.Layer, error) {
+			return rafthttp.NewLayerWithLogger("/raft", dlAdvertised, h, nil, nil), nil
+		}},
+		{name: "NewLayerWithConfig", new: func(h *rafthttp.Handler) (*rafthttp.Layer, error) {
+			return rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{Path: "/raft", Addr: dlAdvertised, Handler: h})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Not parallel: the subtests share the node's Accept.
+			layer, err := tt.new(rafthttp.NewHandlerWithLogger(dlLogger(t, "client")))
+			require.NoError(t, err)
+			t.Cleanup(func() { layer.Close() })
+			dialed, accepted := dlPair(t, layer, node)
+			dlExchange(t, dialed, accepted)
+		})
+	}
+}
+
+// TestLayerPathEscaping checks that a path with characters that must be
+// escaped is escaped on the wire and still reaches a Handler mounted on a
+// ServeMux at the unescaped path.
+func TestLayerPathEscaping(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		path string
+		// pattern mounts the Handler at path; a ServeMux pattern with a
+		// space needs a method, or the part before the space is taken
+		// for one.
+		pattern    string
+		wantOnWire string
+	}{
+		{name: "space", path: "/raft node", pattern: "GET /raft node", wantOnWire: "/raft%20node"},
+		{name: "non-ASCII", path: "/rafté", pattern: "/rafté", wantOnWire: "/raft%C3%A9"},
+		{name: "plain", path: "/raft", pattern: "/raft", wantOnWire: "/raft"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			type seen struct{ path, requestURI string }
+			requests := make(chan seen, 1)
+			record := func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					select {
+					case requests <- seen{r.URL.Path, r.RequestURI}:
+					default:
+					}
+					next.ServeHTTP(w, r)
+				})
+			}
+			node := dlStartNodeMounted(t, tt.path, tt.pattern, record)
+			client := dlLayer(t, tt.path, nil)
+			dialed, accepted := dlPair(t, client, node)
+			dlExchange(t, dialed, accepted)
+			got := dlReceive(t, requests, "the request")
+			assert.Equal(t, tt.wantOnWire, got.requestURI, "escaped on the wire")
+			assert.Equal(t, tt.path, got.path, "the server sees the path")
+		})
+	}
+}
+
+// TestLayerAcceptAfterClose checks that Accept returns an error wrapping
+// net.ErrClosed promptly after Close: both an Accept blocked when Close is
+// called and one called afterwards.
+func TestLayerAcceptAfterClose(t *testing.T) {
+	t.Parallel()
+	handler := rafthttp.NewHandlerWithLogger(dlLogger(t, "handler"))
+	layer := rafthttp.NewLayer("/raft", dlAdvertised, handler, nil)
+	t.Cleanup(func() { layer.Close() })
+
+	blocked := dlAcceptAsync(layer)
+	dlAssertBlocked(t, blocked, "Accept before Close")
+	require.NoError(t, layer.Close())
+	r := dlReceive(t, blocked, "the blocked Accept to return after Close")
+	assert.Nil(t, r.conn)
+	assert.ErrorIs(t, r.err, net.ErrClosed)
+	assert.ErrorIs(t, r.err, rafthttp.ErrClosed)
+
+	r = dlReceive(t, dlAcceptAsync(layer), "Accept after Close")
+	assert.Nil(t, r.conn)
+	assert.ErrorIs(t, r.err, net.ErrClosed)
+	assert.ErrorIs(t, r.err, rafthttp.ErrClosed)
+}
+
+// TestLayerCloseIdempotent checks that Close may be called more than once,
+// also concurrently, and always returns nil; and that it closes the
+// Handler: the Requests channel is closed and upgrades are refused before
+// any 101.
+func TestLayerCloseIdempotent(t *testing.T) {
+	t.Parallel()
+	node := dlStartNode(t, "/raft")
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for range 3 {
+		wg.Go(func() { errs <- node.layer.Close() })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		assert.NoError(t, err)
+	}
+	assert.NoError(t, node.layer.Close())
+
+	select {
+	case _, ok := <-node.handler.Requests():
+		assert.False(t, ok, "no request was sent")
+	case <-time.After(dlWait):
+		t.Fatal("the Handler's Requests channel is still open after Layer.Close")
+	}
+
+	conn, err := dlLayer(t, "/raft", nil).Dial(node.addr, dlWait)
+	require.Nil(t, conn)
+	upgradeErr := dlUpgradeError(t, err, string(node.addr))
+	assert.Equal(t, "status", upgradeErr.Step)
+	var statusErr *rafthttp.StatusError
+	require.ErrorAs(t, err, &statusErr)
+	assert.Equal(t, http.StatusServiceUnavailable, statusErr.StatusCode)
+}
+
+// TestLayerMethodsAfterClose checks that Dial, Join and Leave and their
+// context forms fail with ErrClosed after Close, even against a live peer.
+func TestLayerMethodsAfterClose(t *testing.T) {
+	t.Parallel()
+	peer := dlStartNode(t, "/raft")
+	layer := dlLayer(t, "/raft", nil)
+	require.NoError(t, layer.Close())
+
+	tests := []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{name: "Dial", call: func(context.Context) error {
+			conn, err := layer.Dial(peer.addr, dlWait)
+			assert.Nil(t, conn)
+			return err
+		}},
+		{name: "DialContext", call: func(ctx context.Context) error {
+			conn, err := layer.DialContext(ctx, peer.addr)
+			assert.Nil(t, conn)
+			return err
+		}},
+		{name: "Join", call: func(context.Context) error { return layer.Join("a", peer.addr, dlWait) }},
+		{name: "JoinContext", call: func(ctx context.Context) error { return layer.JoinContext(ctx, "a", peer.addr) }},
+		{name: "JoinNonvoterContext", call: func(ctx context.Context) error { return layer.JoinNonvoterContext(ctx, "a", peer.addr) }},
+		{name: "Leave", call: func(context.Context) error { return layer.Leave("a", peer.addr, dlWait) }},
+		{name: "LeaveContext", call: func(ctx context.Context) error { return layer.LeaveContext(ctx, "a", peer.addr) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// Bounded, so a method that ignored Close would fail rather
+			// than hang.
+			ctx, cancel := context.WithTimeout(context.Background(), dlWait)
+			defer cancel()
+			err := tt.call(ctx)
+			assert.ErrorIs(t, err, rafthttp.ErrClosed)
+			assert.ErrorIs(t, err, net.ErrClosed)
+		})
+	}
+}
+
+// TestLayerCloseCancelsJoin checks that Close ends a Join in flight with
+// ErrClosed instead of leaving it to its timeout.
+func TestLayerCloseCancelsJoin(t *testing.T) {
+	t.Parallel()
+	peer := dlStartNode(t, "/raft")
+	layer := dlLayer(t, "/raft", nil)
+	// Canceled when the test ends, so a Join that Close failed to stop
+	// still ends before the servers close.
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	results := make(chan error, 1)
+	go func() { results <- layer.JoinContext(ctx, "a", peer.addr) }()
+	// Take the request and never answer it: the Join is in flight.
+	dlReceive(t, peer.handler.Requests(), "the join request")
+	require.NoError(t, layer.Close())
+	err := dlReceive(t, results, "Join to return after Close")
+	assert.ErrorIs(t, err, rafthttp.ErrClosed)
+}
+
+// TestLayerCloseClosesUpgradedConns checks that Close closes every
+// upgraded connection the Layer handed out and that is still open, on the
+// accepting and on the dialing side: a read blocked on it returns, and the
+// peer sees the socket close.
+func TestLayerCloseClosesUpgradedConns(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// closeServer closes the accepting Layer; otherwise the dialing one.
+		closeServer bool
+	}{
+		{name: "accepted", closeServer: true},
+		{name: "dialed", closeServer: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			node := dlStartNode(t, "/raft")
+			client := dlLayer(t, "/raft", nil)
+			dialed, accepted := dlPair(t, client, node)
+			dlExchange(t, dialed, accepted)
+
+			// Two connections each way, so Close has more than one to close.
+			dialed2, accepted2 := dlPair(t, client, node)
+
+			own, peer := []net.Conn{dialed, dialed2}, []net.Conn{accepted, accepted2}
+			closing := client
+			if tt.closeServer {
+				own, peer = peer, own
+				closing = node.layer
+			}
+			var ownReads, peerReads []<-chan dlReadResult
+			for i := range own {
+				ownReads = append(ownReads, dlReadAsync(own[i]))
+				peerReads = append(peerReads, dlReadAsync(peer[i]))
+			}
+			dlAssertBlocked(t, ownReads[0], "a read before Close")
+
+			require.NoError(t, closing.Close())
+			for i := range own {
+				r := dlReceive(t, ownReads[i], "a read on a conn the Layer handed out to return after Close")
+				assert.Zero(t, r.n)
+				if tt.closeServer {
+					assert.Equal(t, io.EOF, r.err, "raft sees an orderly end of stream")
+				} else {
+					assert.Error(t, r.err)
+				}
+				r = dlReceive(t, peerReads[i], "the peer to see the socket close")
+				assert.Zero(t, r.n)
+				assert.ErrorIs(t, r.err, io.EOF)
+			}
+		})
+	}
+}
+
+// TestLayerNetworkTransport runs raft's NetworkTransport over two Layers
+// on two HTTP servers: AppendEntries RPCs succeed both ways, and closing
+// the transports (which close the Layers) leaves no goroutine behind, which
+// the package's goleak check verifies.
+func TestLayerNetworkTransport(t *testing.T) {
+	t.Parallel()
+	nodes := []*dlNode{dlStartNode(t, "/raft"), dlStartNode(t, "/raft")}
+	logger := dlLogger(t, "transport")
+	var transports []*raft.NetworkTransport
+	for _, node := range nodes {
+		transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream: node.layer, MaxPool: 2, Timeout: dlWait, Logger: logger,
+		})
+		t.Cleanup(func() { transport.Close() })
+		transports = append(transports, transport)
+	}
+
+	// Each transport's consumer answers AppendEntries with the number of
+	// entries it got, echoing the term.
+	done := make(chan struct{})
+	var consumers sync.WaitGroup
+	t.Cleanup(func() {
+		close(done)
+		consumers.Wait()
+	})
+	for _, transport := range transports {
+		consumers.Go(func() {
+			for {
+				select {
+				case rpc := <-transport.Consumer():
+					request, ok := rpc.Command.(*raft.AppendEntriesRequest)
+					if !ok {
+						rpc.Respond(nil, errors.New("unexpected command"))
+						continue
+					}
+					rpc.Respond(&raft.AppendEntriesResponse{
+						Term: request.Term, LastLog: uint64(len(request.Entries)), Success: true,
+					}, nil)
+				case <-done:
+					return
+				}
+			}
+		})
+	}
+
+	for round := range 2 { // the second round reuses pooled connections
+		for from, to := range []int{1, 0} {
+			request := &raft.AppendEntriesRequest{
+				RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, Addr: []byte(nodes[from].addr)},
+				Term:      uint64(10*round + from + 1),
+				Entries:   []*raft.Log{{Index: 1, Term: 1, Type: raft.LogCommand, Data: []byte("a")}, {Index: 2, Term: 1, Type: raft.LogCommand, Data: []byte("b")}},
+			}
+			var response raft.AppendEntriesResponse
+			err := transports[from].AppendEntries("node", nodes[to].addr, request, &response)
+			require.NoError(t, err, "round %d from %d to %d", round, from, to)
+			assert.True(t, response.Success)
+			assert.Equal(t, request.Term, response.Term)
+			assert.Equal(t, uint64(2), response.LastLog)
+		}
+	}
+
+	for _, transport := range transports {
+		require.NoError(t, transport.Close())
+	}
+	for _, node := range nodes {
+		r := dlReceive(t, dlAcceptAsync(node.layer), "Accept after the transport closed")
+		assert.ErrorIs(t, r.err, net.ErrClosed, "closing the transport closed the Layer")
+	}
+}
