@@ -362,14 +362,16 @@ func (h *Handler) serveMembership(w http.ResponseWriter, r *http.Request, kind r
 	}
 	err = h.submit(r.Context(), request)
 	if err == nil {
-		h.logger.Info("membership change done", "kind", request.Kind(), "id", request.ID(), "address", request.Address(), "remote-address", r.RemoteAddr)
+		h.logger.Info("membership change done", "kind", request.Kind(), "id", request.ID(), "address", request.Address(),
+			"remote-address", r.RemoteAddr, "path", r.URL.Path, "status", http.StatusOK)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
 	var different *raftmembership.ErrDifferentLeader
 	if errors.As(err, &different) {
 		location := leaderURL(r, different.Leader())
-		h.logger.Debug("redirecting membership request to the leader", "kind", request.Kind(), "id", request.ID(), "leader", different.Leader())
+		h.logger.Debug("redirecting membership request to the leader", "kind", request.Kind(), "id", request.ID(), "leader", different.Leader(),
+			"remote-address", r.RemoteAddr, "path", r.URL.Path, "status", http.StatusTemporaryRedirect)
 		http.Redirect(w, r, location, http.StatusTemporaryRedirect)
 		return
 	}
