@@ -16,6 +16,11 @@ import (
 // Dial opens a connection to a raft peer's HTTP server. The Layer performs
 // the HTTP upgrade over the connection it returns, so a Dial only connects
 // (and, for TLS, completes the TLS handshake) within timeout.
+//
+// A Dial cannot see a context. When a DialContext, JoinContext or
+// LeaveContext call is canceled, the call returns at once, but the connect
+// underneath runs on until its timeout: the time left before the context's
+// deadline or, for a context without one, DefaultTimeout.
 type Dial func(addr string, timeout time.Duration) (net.Conn, error)
 
 // NewDialTCP returns a Dial that opens plain TCP connections.
@@ -92,15 +97,8 @@ func dialUpgrade(ctx context.Context, dial Dial, path, addr string) (net.Conn, e
 	if err := ctx.Err(); err != nil {
 		return nil, &UpgradeError{Addr: addr, Step: "dial", Err: err}
 	}
-	var timeout time.Duration
-	deadline, hasDeadline := ctx.Deadline()
-	if hasDeadline {
-		timeout = time.Until(deadline)
-		if timeout <= 0 {
-			return nil, &UpgradeError{Addr: addr, Step: "dial", Err: context.DeadlineExceeded}
-		}
-	}
-	conn, err := dial(addr, timeout)
+	deadline, _ := ctx.Deadline()
+	conn, err := dial(addr, dialTimeout(ctx))
 	if err != nil {
 		return nil, &UpgradeError{Addr: addr, Step: "dial", Err: err}
 	}
@@ -160,6 +158,19 @@ func upgrade(ctx context.Context, conn net.Conn, path, addr string, deadline tim
 		return newPrefixConn(conn, early), "", nil
 	}
 	return conn, "", nil
+}
+
+// dialTimeout returns the timeout to give a Dial, which cannot see ctx: the
+// time left before ctx's deadline, or DefaultTimeout when ctx has none, so
+// that a Dial never runs unbounded after its caller has given up.
+func dialTimeout(ctx context.Context) time.Duration {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return DefaultTimeout
+	}
+	// A deadline already past still gets a positive timeout: zero would mean
+	// "no limit" to net.Dialer. The Dial then fails at once.
+	return max(time.Until(deadline), time.Nanosecond)
 }
 
 // contextCause reports the context's error in place of the I/O error its

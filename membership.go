@@ -75,14 +75,7 @@ type membershipClient struct {
 
 func newMembershipClient(dial Dial) *membershipClient {
 	dialContext := func(ctx context.Context, _, addr string) (net.Conn, error) {
-		var timeout time.Duration
-		if deadline, ok := ctx.Deadline(); ok {
-			timeout = time.Until(deadline)
-			if timeout <= 0 {
-				return nil, context.DeadlineExceeded
-			}
-		}
-		return dial(addr, timeout)
+		return dial(addr, dialTimeout(ctx))
 	}
 	transport := &http.Transport{
 		Proxy:          nil, // peers are dialed directly, as raft dials them
@@ -116,15 +109,29 @@ func (c *membershipClient) change(ctx context.Context, kind raftmembership.Chang
 	}
 	start := time.Now()
 	backoff := minBackoff
+	// last is the most recent answer that was not just the context ending,
+	// which is what the caller needs to see when time runs out mid-request.
+	var last error
+	gaveUp := func(attempts int) error {
+		if last == nil {
+			return fmt.Errorf("rafthttp: %s %s via %s: gave up after %d attempts in %v: %w",
+				kind, id, target, attempts, time.Since(start).Round(time.Millisecond), ctx.Err())
+		}
+		return fmt.Errorf("rafthttp: %s %s via %s: gave up after %d attempts in %v: %w; last attempt: %w",
+			kind, id, target, attempts, time.Since(start).Round(time.Millisecond), ctx.Err(), last)
+	}
 	for attempt := 1; ; attempt++ {
 		retryAfter, retry, err := c.attempt(ctx, method, path, query, target)
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("rafthttp: %s %s via %s: gave up after %d attempts in %v: %w; last attempt: %w",
-				kind, id, target, attempt, time.Since(start).Round(time.Millisecond), ctx.Err(), err)
+			if last == nil {
+				last = err
+			}
+			return gaveUp(attempt)
 		}
+		last = err
 		if !retry {
 			return fmt.Errorf("rafthttp: %s %s via %s: %w", kind, id, target, err)
 		}
@@ -137,8 +144,7 @@ func (c *membershipClient) change(ctx context.Context, kind raftmembership.Chang
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return fmt.Errorf("rafthttp: %s %s via %s: gave up after %d attempts in %v: %w; last attempt: %w",
-				kind, id, target, attempt, time.Since(start).Round(time.Millisecond), ctx.Err(), err)
+			return gaveUp(attempt)
 		case <-timer.C:
 		}
 	}
@@ -218,7 +224,9 @@ func transient(err error) bool {
 	)
 	return !errors.As(err, &unknownAuthority) && !errors.As(err, &invalid) &&
 		!errors.As(err, &hostname) && !errors.As(err, &verification) &&
-		!errors.As(err, &record)
+		!errors.As(err, &record) &&
+		// net/http reports a TLS client talking to a plain server this way.
+		!errors.Is(err, http.ErrSchemeMismatch)
 }
 
 // parseRetryAfter reads a Retry-After given in seconds; dates are not worth

@@ -97,19 +97,25 @@ func (h *handler) notLeader() error {
 
 // configuration reads the latest configuration, translating the errors a
 // deposed leader gets into the ones that tell the caller where to go.
-func (h *handler) configuration() (raft.Configuration, uint64, error) {
+//
+// The changes below pass raft a prevIndex of 0, which skips raft's check that
+// the configuration is unchanged since it was read: raft's GetConfiguration
+// reports no index to check against, requests are applied one at a time
+// here, and join and leave are idempotent, so a retry settles any race with
+// a change the application makes itself.
+func (h *handler) configuration() (raft.Configuration, error) {
 	future := h.raft.GetConfiguration()
 	if err := future.Error(); err != nil {
-		return raft.Configuration{}, 0, h.raftError("read configuration", err)
+		return raft.Configuration{}, h.raftError("read configuration", err)
 	}
-	return future.Configuration(), future.Index(), nil
+	return future.Configuration(), nil
 }
 
 func (h *handler) join(id raft.ServerID, address raft.ServerAddress, suffrage raft.ServerSuffrage) error {
 	if id == "" || address == "" {
 		return errors.New("raftmembership: join needs both an ID and an address")
 	}
-	configuration, index, err := h.configuration()
+	configuration, err := h.configuration()
 	if err != nil {
 		return err
 	}
@@ -128,20 +134,18 @@ func (h *handler) join(id raft.ServerID, address raft.ServerAddress, suffrage ra
 			// Another ID still claims this address: the node was rebuilt
 			// with a new ID. Leaving the old entry would keep a voter that
 			// can never answer, so remove it first.
-			future := h.raft.RemoveServer(server.ID, index, h.timeout)
-			if err := future.Error(); err != nil {
+			if err := h.raft.RemoveServer(server.ID, 0, h.timeout).Error(); err != nil {
 				return h.raftError(fmt.Sprintf("remove %s, which held address %s", server.ID, address), err)
 			}
-			index = future.Index()
 		}
 	}
 	// For a known ID with a new address, AddVoter/AddNonvoter replace the
 	// address in place.
 	var future raft.IndexFuture
 	if suffrage == raft.Voter {
-		future = h.raft.AddVoter(id, address, index, h.timeout)
+		future = h.raft.AddVoter(id, address, 0, h.timeout)
 	} else {
-		future = h.raft.AddNonvoter(id, address, index, h.timeout)
+		future = h.raft.AddNonvoter(id, address, 0, h.timeout)
 	}
 	if err := future.Error(); err != nil {
 		return h.raftError(fmt.Sprintf("add %s at %s", id, address), err)
@@ -153,7 +157,7 @@ func (h *handler) leave(id raft.ServerID) error {
 	if id == "" {
 		return errors.New("raftmembership: leave needs an ID")
 	}
-	configuration, index, err := h.configuration()
+	configuration, err := h.configuration()
 	if err != nil {
 		return err
 	}
@@ -170,7 +174,7 @@ func (h *handler) leave(id raft.ServerID) error {
 	if _, leaderID := h.raft.LeaderWithID(); leaderID == id {
 		return h.handOver()
 	}
-	if err := h.raft.RemoveServer(id, index, h.timeout).Error(); err != nil {
+	if err := h.raft.RemoveServer(id, 0, h.timeout).Error(); err != nil {
 		return h.raftError(fmt.Sprintf("remove %s", id), err)
 	}
 	return nil
