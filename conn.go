@@ -76,12 +76,6 @@ func (s *connSet) remove(conn *trackedConn) {
 	s.mu.Unlock()
 }
 
-func (s *connSet) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
-}
-
 // closeAll closes every tracked connection and makes later adds fail.
 func (s *connSet) closeAll() {
 	s.mu.Lock()

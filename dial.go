@@ -19,8 +19,9 @@ import (
 //
 // A Dial cannot see a context. When a DialContext, JoinContext or
 // LeaveContext call is canceled, the call returns at once, but the connect
-// underneath runs on until its timeout: the time left before the context's
-// deadline or, for a context without one, DefaultTimeout.
+// underneath runs on in the background until its timeout (the time left
+// before the context's deadline, or DefaultTimeout for a context without
+// one), and a connection it still makes is closed.
 type Dial func(addr string, timeout time.Duration) (net.Conn, error)
 
 // NewDialTCP returns a Dial that opens plain TCP connections.
@@ -87,23 +88,21 @@ func validHost(addr string) error {
 }
 
 // dialUpgrade connects to addr with dial and switches the connection to raft.
-// One deadline, from ctx, covers the connect, the request and the 101; it is
-// cleared on success. On failure the connection is closed and the error is an
-// *UpgradeError naming the failed step.
-func dialUpgrade(ctx context.Context, dial Dial, path, addr string) (net.Conn, error) {
+// One deadline covers the connect, the request and the 101; it is cleared on
+// success. ctx, if it can be canceled, stops the dial early: raft's own
+// dials pass context.Background and pay for no cancellation machinery. On
+// failure the connection is closed and the error is an *UpgradeError naming
+// the failed step.
+func dialUpgrade(ctx context.Context, deadline time.Time, dial Dial, path, addr string) (net.Conn, error) {
 	if err := validHost(addr); err != nil {
 		return nil, &UpgradeError{Addr: addr, Step: "dial", Err: err}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, &UpgradeError{Addr: addr, Step: "dial", Err: err}
 	}
-	deadline, _ := ctx.Deadline()
-	conn, err := dial(addr, dialTimeout(ctx))
+	conn, err := connect(ctx, dial, addr, dialTimeout(deadline))
 	if err != nil {
-		return nil, &UpgradeError{Addr: addr, Step: "dial", Err: err}
-	}
-	if conn == nil {
-		return nil, &UpgradeError{Addr: addr, Step: "dial", Err: errors.New("Dial returned no connection and no error")}
+		return nil, &UpgradeError{Addr: addr, Step: "dial", Err: contextCause(ctx, deadline, err)}
 	}
 	upgraded, step, err := upgrade(ctx, conn, path, addr, deadline)
 	if err != nil {
@@ -111,6 +110,42 @@ func dialUpgrade(ctx context.Context, dial Dial, path, addr string) (net.Conn, e
 		return nil, &UpgradeError{Addr: addr, Step: step, Err: err}
 	}
 	return upgraded, nil
+}
+
+// connect calls dial, returning early if ctx ends first. A Dial cannot see
+// ctx, so an abandoned dial runs on in the background until its timeout, and
+// the connection it may still make is closed.
+func connect(ctx context.Context, dial Dial, addr string, timeout time.Duration) (net.Conn, error) {
+	if ctx.Done() == nil {
+		return checkConn(dial(addr, timeout))
+	}
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		conn, err := checkConn(dial(addr, timeout))
+		done <- result{conn, err}
+	}()
+	select {
+	case r := <-done:
+		return r.conn, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.conn != nil {
+				r.conn.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+func checkConn(conn net.Conn, err error) (net.Conn, error) {
+	if err == nil && conn == nil {
+		err = errors.New("Dial returned no connection and no error")
+	}
+	return conn, err
 }
 
 // upgrade performs the handshake on conn and returns the connection to give
@@ -160,12 +195,11 @@ func upgrade(ctx context.Context, conn net.Conn, path, addr string, deadline tim
 	return conn, "", nil
 }
 
-// dialTimeout returns the timeout to give a Dial, which cannot see ctx: the
-// time left before ctx's deadline, or DefaultTimeout when ctx has none, so
-// that a Dial never runs unbounded after its caller has given up.
-func dialTimeout(ctx context.Context) time.Duration {
-	deadline, ok := ctx.Deadline()
-	if !ok {
+// dialTimeout returns the timeout to give a Dial: the time left before the
+// deadline, or DefaultTimeout without one, so that a Dial never runs
+// unbounded after its caller has given up.
+func dialTimeout(deadline time.Time) time.Duration {
+	if deadline.IsZero() {
 		return DefaultTimeout
 	}
 	// A deadline already past still gets a positive timeout: zero would mean

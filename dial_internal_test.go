@@ -55,3 +55,9 @@ func TestLayerForgetsConnsClosedByUser(t *testing.T) {
 	require.NoError(t, layer.Close())
 	assert.Equal(t, 0, layer.conns.len())
 }
+
+func (s *connSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}

@@ -147,8 +147,11 @@ func (h *Handler) Requests() <-chan *raftmembership.ChangeRequest {
 // Close stops the Handler: upgrades and membership requests are refused
 // with 503 from now on, requests waiting for an answer end with 503, the
 // Requests channel is closed, and upgraded connections not yet accepted are
-// closed. Close is idempotent and never blocks on a consumer. Closing the
-// Layer closes its Handler.
+// closed. Close is idempotent and never blocks on a consumer.
+//
+// Closing the Layer closes its Handler; close the Handler alone only when it
+// has no Layer, since raft's accept loop retries a closed one until the
+// transport is closed.
 func (h *Handler) Close() {
 	// Cancel first: it wakes every ServeHTTP waiting under the read lock, so
 	// taking the write lock below cannot wait on a consumer that never comes.
@@ -190,7 +193,13 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, rea
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", retryAfterSeconds)
 	}
-	h.logger.Warn("refused request", "method", r.Method, "path", r.URL.Path, "remote-address", r.RemoteAddr, "status", status, "reason", reason)
+	// Refusals of bad requests are routine (probes, elections, retries);
+	// only the server's own failures deserve a warning.
+	log := h.logger.Debug
+	if status >= http.StatusInternalServerError {
+		log = h.logger.Warn
+	}
+	log("refused request", "method", r.Method, "path", r.URL.Path, "remote-address", r.RemoteAddr, "status", status, "reason", reason)
 	http.Error(w, reason, status)
 }
 
@@ -327,7 +336,7 @@ func (h *Handler) deliver(conn net.Conn, r *http.Request) {
 	if h.closed {
 		conn.Close()
 		h.releaseSlot()
-		h.logger.Debug("closed upgraded connection: handler closed during the handshake", "remote-address", r.RemoteAddr)
+		h.logger.Debug("closed upgraded connection: handler closed during the handshake", "remote-address", r.RemoteAddr, "path", r.URL.Path)
 		return
 	}
 	// Cannot block: the slot taken in reserveSlot guarantees room.
@@ -428,7 +437,7 @@ func singleValue(query url.Values, name string) (string, error) {
 }
 
 // errNoConsumer is the outcome when nothing reads Requests in time.
-var errNoConsumer = errors.New("no one took the request: is raftmembership.HandleChangeRequests running?")
+var errNoConsumer = errors.New("no one took the request in time: raftmembership.HandleChangeRequests is not running, or is busy with another request")
 
 // errNoAnswer is the outcome when the request was taken but not answered
 // in time. Join and leave are idempotent, so the caller may retry.
@@ -483,9 +492,10 @@ func retryable(err error) bool {
 		errors.Is(err, ErrClosed) ||
 		errors.Is(err, errNoConsumer) ||
 		errors.Is(err, errNoAnswer) ||
-		errors.Is(err, raftmembership.ErrTimeout) ||
 		errors.Is(err, raft.ErrRaftShutdown) ||
 		errors.Is(err, raft.ErrEnqueueTimeout) ||
+		// raftmembership already turns these into redirects; kept for a
+		// consumer of Requests that passes raft's errors through.
 		errors.Is(err, raft.ErrLeadershipLost) ||
 		errors.Is(err, raft.ErrLeadershipTransferInProgress) ||
 		errors.Is(err, raft.ErrNotLeader)

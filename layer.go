@@ -164,25 +164,43 @@ func (l *Layer) Close() error {
 func (l *Layer) Addr() net.Addr { return l.addr }
 
 // Dial connects to the raft peer at addr over an HTTP upgrade. timeout
-// bounds the connect, the request and the 101 together; zero or less means
-// no bound. raft calls Dial for every new connection.
+// bounds the connect, the request and the 101 together; zero or less bounds
+// only the connect, by DefaultTimeout. raft calls Dial for every new
+// connection.
 func (l *Layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	ctx := context.Background()
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
+	if l.ctx.Err() != nil {
+		return nil, ErrClosed
 	}
-	return l.DialContext(ctx, addr)
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	// No context: raft's dials end by their deadline, and a Close racing
+	// one closes the connection in conns.add.
+	return l.dialUpgrade(context.Background(), deadline, addr)
 }
 
-// DialContext is Dial bounded by ctx: the handshake stops when ctx ends.
-// The connection it returns does not depend on ctx after it returns.
+// DialContext is Dial bounded by ctx: its deadline, if any, covers the
+// whole handshake, and canceling it (or closing the Layer) ends the dial at
+// once. The connection it returns does not depend on ctx after it returns.
 func (l *Layer) DialContext(ctx context.Context, addr raft.ServerAddress) (net.Conn, error) {
 	if l.ctx.Err() != nil {
 		return nil, ErrClosed
 	}
-	conn, err := dialUpgrade(ctx, l.dial, l.path, string(addr))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(l.ctx, cancel)
+	defer stop()
+	deadline, _ := ctx.Deadline()
+	conn, err := l.dialUpgrade(ctx, deadline, addr)
+	if err != nil && l.ctx.Err() != nil {
+		return nil, fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return conn, err
+}
+
+func (l *Layer) dialUpgrade(ctx context.Context, deadline time.Time, addr raft.ServerAddress) (net.Conn, error) {
+	conn, err := dialUpgrade(ctx, deadline, l.dial, l.path, string(addr))
 	if err != nil {
 		l.logger.Debug("upgrade dial failed", "address", addr, "error", err)
 		return nil, err

@@ -75,7 +75,8 @@ type membershipClient struct {
 
 func newMembershipClient(dial Dial) *membershipClient {
 	dialContext := func(ctx context.Context, _, addr string) (net.Conn, error) {
-		return dial(addr, dialTimeout(ctx))
+		deadline, _ := ctx.Deadline()
+		return dial(addr, dialTimeout(deadline))
 	}
 	transport := &http.Transport{
 		Proxy:          nil, // peers are dialed directly, as raft dials them
@@ -136,6 +137,9 @@ func (c *membershipClient) change(ctx context.Context, kind raftmembership.Chang
 			return fmt.Errorf("rafthttp: %s %s via %s: %w", kind, id, target, err)
 		}
 		wait := jitter(backoff)
+		// Retry-After is the Handler's hint for generic clients; this
+		// client's own backoff is shorter early on, to catch an election
+		// that settles in milliseconds, and Retry-After caps it after that.
 		if retryAfter > 0 && retryAfter < wait {
 			wait = retryAfter
 		}

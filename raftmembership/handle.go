@@ -16,8 +16,9 @@ const DefaultTimeout = 10 * time.Second
 // Config tunes [HandleChangeRequestsWithConfig]. The zero value means the
 // documented defaults.
 type Config struct {
-	// Timeout bounds each raft operation (reading the configuration, adding
-	// or removing a server, transferring leadership) made for one request.
+	// Timeout bounds each change raft makes for one request (adding or
+	// removing a server) and, when the leader is asked to remove itself,
+	// the wait for a successor after raft's leadership transfer returns.
 	// Zero means DefaultTimeout.
 	Timeout time.Duration
 

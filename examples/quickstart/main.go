@@ -27,7 +27,7 @@ import (
 
 func main() {
 	id := flag.String("id", "", "this node's ID (required)")
-	addr := flag.String("addr", "127.0.0.1:8001", "address to listen on, and to advertise to peers")
+	addr := flag.String("addr", "127.0.0.1:8001", "host:port to listen on; peers reach this node here, so not 0.0.0.0")
 	join := flag.String("join", "", "address of any member of an existing cluster; empty starts a new cluster")
 	flag.Parse()
 	if *id == "" {
