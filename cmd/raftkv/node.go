@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/rafthttp/rafthttp"
+	"github.com/rafthttp/rafthttp/raftmembership"
+)
+
+const (
+	// raftPath is where every node serves raft and membership requests.
+	raftPath = "/raft"
+
+	// defaultMaxValue is the largest value a PUT may carry.
+	defaultMaxValue = 1 << 20
+
+	// defaultSnapshotThreshold is how many log entries since the last
+	// snapshot make raft take another. Lower than raft's 8192 so that a
+	// small cluster (and the demo) really snapshots and restores.
+	defaultSnapshotThreshold = 512
+
+	// applyTimeout bounds one write.
+	applyTimeout = 10 * time.Second
+
+	// joinTimeout bounds the whole join at start-up, over every -join
+	// address.
+	joinTimeout = 2 * time.Minute
+)
+
+// nodeConfig is what one node needs; serve fills it from flags and the
+// demo directly.
+type nodeConfig struct {
+	ID        string
+	Listen    string
+	Advertise string
+	DataDir   string
+	Bootstrap bool
+	Join      []string
+	Nonvoter  bool
+	// LeaveOnShutdown makes stop ask the cluster to remove this node first.
+	LeaveOnShutdown bool
+
+	TLSCert, TLSKey, TLSCA string
+
+	MaxValue          int64
+	SnapshotThreshold uint64
+	// SnapshotInterval is how often raft checks the threshold; zero means
+	// raft's default.
+	SnapshotInterval time.Duration
+
+	Logger hclog.Logger
+}
+
+// node is one running raftkv server: raft, its transport over rafthttp, and
+// the HTTP server that carries both raft and the key-value API.
+type node struct {
+	config    nodeConfig
+	logger    hclog.Logger
+	listener  net.Listener
+	server    *http.Server
+	handler   *rafthttp.Handler
+	layer     *rafthttp.Layer
+	transport *raft.NetworkTransport
+	raft      *raft.Raft
+	fsm       *kvFSM
+	store     *raftboltdb.BoltStore
+	snapshots *raft.FileSnapshotStore
+	// existing says the data directory already held raft state at start.
+	existing bool
+
+	serveDone      chan struct{}
+	membershipDone chan struct{}
+}
+
+// advertiseAddr is the address peers reach this node at.
+type advertiseAddr string
+
+func (a advertiseAddr) Network() string { return "tcp" }
+func (a advertiseAddr) String() string  { return string(a) }
+
+// startNode starts a node: it opens the data directory, listens, starts
+// raft, and bootstraps or joins when the data directory is new. On error
+// everything started so far is stopped.
+func startNode(config nodeConfig) (_ *node, err error) {
+	if config.Logger == nil {
+		config.Logger = hclog.New(&hclog.LoggerOptions{Name: "raftkv"})
+	}
+	if config.MaxValue <= 0 {
+		config.MaxValue = defaultMaxValue
+	}
+	if config.SnapshotThreshold == 0 {
+		config.SnapshotThreshold = defaultSnapshotThreshold
+	}
+	n := &node{config: config, logger: config.Logger.With("id", config.ID), fsm: newKVFSM(),
+		serveDone: make(chan struct{}), membershipDone: make(chan struct{})}
+	var cleanups []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanups) - 1; i >= 0; i-- {
+				cleanups[i]()
+			}
+		}
+	}()
+
+	serverTLS, clientTLS, err := loadTLS(config)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(config.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	n.store, err = raftboltdb.NewBoltStore(filepath.Join(config.DataDir, "raft.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open raft store: %w", err)
+	}
+	cleanups = append(cleanups, func() { n.store.Close() })
+	n.snapshots, err = raft.NewFileSnapshotStoreWithLogger(config.DataDir, 2, n.logger.Named("snapshots"))
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	n.existing, err = raft.HasExistingState(n.store, n.store, n.snapshots)
+	if err != nil {
+		return nil, fmt.Errorf("read raft state: %w", err)
+	}
+	if !n.existing && !config.Bootstrap && len(config.Join) == 0 {
+		return nil, usageError{"a new data directory needs -bootstrap or -join"}
+	}
+
+	n.listener, err = net.Listen("tcp", config.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	cleanups = append(cleanups, func() { n.listener.Close() })
+	advertise := config.Advertise
+	if advertise == "" {
+		advertise = n.listener.Addr().String()
+	}
+	if serverTLS != nil {
+		n.listener = tls.NewListener(n.listener, serverTLS)
+	}
+
+	n.handler = rafthttp.NewHandlerWithLogger(n.logger.Named("rafthttp"))
+	var dial rafthttp.Dial
+	if clientTLS != nil {
+		dial = rafthttp.NewDialTLS(clientTLS)
+	}
+	n.layer, err = rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
+		Path: raftPath, Addr: advertiseAddr(advertise), Handler: n.handler, Dial: dial,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: n.layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: n.logger.Named("transport"),
+	})
+	cleanups = append(cleanups, func() { n.transport.Close() })
+
+	raftConfig := raft.DefaultConfig()
+	raftConfig.LocalID = raft.ServerID(config.ID)
+	raftConfig.Logger = n.logger.Named("raft")
+	raftConfig.SnapshotThreshold = config.SnapshotThreshold
+	if config.SnapshotInterval > 0 {
+		raftConfig.SnapshotInterval = config.SnapshotInterval
+	}
+	// Keep enough log behind a snapshot for a briefly lagging follower to
+	// catch up from the log rather than from a snapshot install.
+	raftConfig.TrailingLogs = 1024
+	n.raft, err = raft.NewRaft(raftConfig, n.fsm, n.store, n.store, n.snapshots, n.transport)
+	if err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	cleanups = append(cleanups, func() { n.raft.Shutdown().Error() })
+	go func() {
+		defer close(n.membershipDone)
+		raftmembership.HandleChangeRequestsWithConfig(n.raft, n.handler.Requests(),
+			raftmembership.Config{Logger: n.logger.Named("membership")})
+	}()
+
+	mux := http.NewServeMux()
+	mux.Handle(raftPath, n.handler)
+	newAPI(n).register(mux)
+	n.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: n.logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+	go func() {
+		defer close(n.serveDone)
+		n.server.Serve(n.listener)
+	}()
+	cleanups = append(cleanups, func() { n.server.Close(); <-n.serveDone })
+
+	switch {
+	case n.existing:
+		n.logger.Info("restarting from existing state", "data", config.DataDir)
+	case config.Bootstrap:
+		err := n.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{
+			{ID: raftConfig.LocalID, Address: raft.ServerAddress(advertise), Suffrage: raft.Voter},
+		}}).Error()
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+	default:
+		if err := n.join(config.Join); err != nil {
+			return nil, err
+		}
+	}
+	n.logger.Info("serving", "listen", n.listener.Addr(), "advertise", advertise, "tls", serverTLS != nil)
+	return n, nil
+}
+
+// join asks the members in turn to add this node until one succeeds.
+func (n *node) join(members []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+	defer cancel()
+	id := raft.ServerID(n.config.ID)
+	var errs []error
+	for ctx.Err() == nil {
+		for _, member := range members {
+			attempt, cancelAttempt := context.WithTimeout(ctx, 10*time.Second)
+			var err error
+			if n.config.Nonvoter {
+				err = n.layer.JoinNonvoterContext(attempt, id, raft.ServerAddress(member))
+			} else {
+				err = n.layer.JoinContext(attempt, id, raft.ServerAddress(member))
+			}
+			cancelAttempt()
+			if err == nil {
+				n.logger.Info("joined the cluster", "via", member)
+				return nil
+			}
+			n.logger.Warn("join failed", "via", member, "error", err)
+			errs = append(errs, err)
+		}
+	}
+	return fmt.Errorf("join: no member added this node within %v: %w", joinTimeout, errors.Join(errs...))
+}
+
+// stop shuts the node down: leave first if asked, then raft, the transport
+// (with the Layer and its Handler), and the HTTP server.
+func (n *node) stop() {
+	if n.config.LeaveOnShutdown {
+		// Sent to this node itself: it redirects to the leader, or hands
+		// leadership over first if it is the leader.
+		err := n.layer.Leave(raft.ServerID(n.config.ID), raft.ServerAddress(n.layer.Addr().String()), 30*time.Second)
+		if err != nil {
+			n.logger.Error("leave failed", "error", err)
+		} else {
+			n.logger.Info("left the cluster")
+		}
+	}
+	if err := n.raft.Shutdown().Error(); err != nil {
+		n.logger.Error("raft shutdown", "error", err)
+	}
+	n.transport.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.server.Shutdown(ctx); err != nil {
+		n.server.Close()
+	}
+	<-n.serveDone
+	<-n.membershipDone
+	if err := n.store.Close(); err != nil {
+		n.logger.Error("close raft store", "error", err)
+	}
+}
+
+// leader returns the leader's address and ID, or empty strings if none is
+// known.
+func (n *node) leader() (string, string) {
+	address, id := n.raft.LeaderWithID()
+	return string(address), string(id)
+}
+
+// loadTLS builds the server and client TLS configurations from the flags;
+// both are nil without -tls-cert.
+func loadTLS(config nodeConfig) (server, client *tls.Config, err error) {
+	if config.TLSCert == "" {
+		return nil, nil, nil
+	}
+	certificate, err := tls.LoadX509KeyPair(config.TLSCert, config.TLSKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load TLS certificate: %w", err)
+	}
+	server = &tls.Config{Certificates: []tls.Certificate{certificate}, MinVersion: tls.VersionTLS12}
+	client = &tls.Config{MinVersion: tls.VersionTLS12}
+	if config.TLSCA != "" {
+		pem, err := os.ReadFile(config.TLSCA)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read TLS CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("read TLS CA %s: no PEM certificates", config.TLSCA)
+		}
+		// With a CA, the cluster is closed: peers (and API clients) must
+		// present a certificate it signed, and we present ours to them.
+		server.ClientCAs = pool
+		server.ClientAuth = tls.RequireAndVerifyClientCert
+		client.RootCAs = pool
+		client.Certificates = []tls.Certificate{certificate}
+	}
+	return server, client, nil
+}
