@@ -56,6 +56,13 @@ func checkKey(key string) string {
 		return "key is not valid UTF-8"
 	case strings.ContainsFunc(key, unicode.IsControl):
 		return "key holds control characters"
+	case strings.Contains(key, "/"):
+		// Reachable as %2F; rejected so that a key is valid or not
+		// whatever the URL's escaping.
+		return "key holds /"
+	case key == "." || key == "..":
+		// Their literal forms are cleaned away by the ServeMux.
+		return "key . or .. cannot be addressed"
 	}
 	return ""
 }

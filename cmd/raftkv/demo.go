@@ -135,7 +135,7 @@ func (d *demo) run() error {
 				return err
 			}
 		}
-		n, err := startNode(config)
+		n, err := startNode(d.ctx, config)
 		if err != nil {
 			return fmt.Errorf("start %s: %w", config.ID, err)
 		}
@@ -204,7 +204,7 @@ func (d *demo) run() error {
 	d.printf("  writes continue: %d more keys on the two remaining nodes\n\n", demoMoreKeys)
 
 	d.printf("Restarting %s from its data directory...\n", d.configs[stopped].ID)
-	restarted, err := startNode(d.configs[stopped])
+	restarted, err := startNode(d.ctx, d.configs[stopped])
 	if err != nil {
 		return fmt.Errorf("restart %s: %w", d.configs[stopped].ID, err)
 	}

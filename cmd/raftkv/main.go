@@ -9,6 +9,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -169,12 +171,37 @@ func runServe(args []string, stderr io.Writer) int {
 		return 2
 	}
 	// Signals are caught before start-up so that one arriving while the
-	// node joins still shuts it down in order.
+	// node joins ends the join and shuts the node down in order.
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(signals)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var interrupted atomic.Bool
+	startupDone, watcherDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watcherDone)
+		select {
+		case received := <-signals:
+			interrupted.Store(true)
+			config.Logger.Info("shutting down during start-up", "signal", received.String())
+			cancel()
+		case <-startupDone:
+		}
+	}()
 
-	n, err := startNode(config)
+	n, err := startNode(ctx, config)
+	close(startupDone)
+	// Wait for the watcher, so a signal it took is seen here and one it
+	// did not take is still in the channel for the wait below.
+	<-watcherDone
+	if interrupted.Load() {
+		// startNode stopped what it had started when its join ended.
+		if err == nil {
+			n.stop()
+		}
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "raftkv serve: %v\n", err)
 		var bad usageError

@@ -38,6 +38,11 @@ const (
 	// joinTimeout bounds the whole join at start-up, over every -join
 	// address.
 	joinTimeout = 2 * time.Minute
+
+	// defaultSnapshotInterval is how often raft checks the snapshot
+	// threshold. raft's own default (two to four minutes) would leave the
+	// threshold unchecked for the life of a short-lived node.
+	defaultSnapshotInterval = 5 * time.Second
 )
 
 // nodeConfig is what one node needs; serve fills it from flags and the
@@ -58,7 +63,7 @@ type nodeConfig struct {
 	MaxValue          int64
 	SnapshotThreshold uint64
 	// SnapshotInterval is how often raft checks the threshold; zero means
-	// raft's default.
+	// defaultSnapshotInterval.
 	SnapshotInterval time.Duration
 
 	Logger hclog.Logger
@@ -92,9 +97,9 @@ func (a advertiseAddr) Network() string { return "tcp" }
 func (a advertiseAddr) String() string  { return string(a) }
 
 // startNode starts a node: it opens the data directory, listens, starts
-// raft, and bootstraps or joins when the data directory is new. On error
-// everything started so far is stopped.
-func startNode(config nodeConfig) (_ *node, err error) {
+// raft, and bootstraps or joins when the data directory is new. ctx bounds
+// the join. On error everything started so far is stopped.
+func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 	if config.Logger == nil {
 		config.Logger = hclog.New(&hclog.LoggerOptions{Name: "raftkv"})
 	}
@@ -103,6 +108,9 @@ func startNode(config nodeConfig) (_ *node, err error) {
 	}
 	if config.SnapshotThreshold == 0 {
 		config.SnapshotThreshold = defaultSnapshotThreshold
+	}
+	if config.SnapshotInterval <= 0 {
+		config.SnapshotInterval = defaultSnapshotInterval
 	}
 	n := &node{config: config, logger: config.Logger.With("id", config.ID), fsm: newKVFSM(),
 		serveDone: make(chan struct{}), membershipDone: make(chan struct{})}
@@ -172,9 +180,7 @@ func startNode(config nodeConfig) (_ *node, err error) {
 	raftConfig.LocalID = raft.ServerID(config.ID)
 	raftConfig.Logger = n.logger.Named("raft")
 	raftConfig.SnapshotThreshold = config.SnapshotThreshold
-	if config.SnapshotInterval > 0 {
-		raftConfig.SnapshotInterval = config.SnapshotInterval
-	}
+	raftConfig.SnapshotInterval = config.SnapshotInterval
 	// Keep enough log behind a snapshot for a briefly lagging follower to
 	// catch up from the log rather than from a snapshot install.
 	raftConfig.TrailingLogs = 1024
@@ -211,7 +217,7 @@ func startNode(config nodeConfig) (_ *node, err error) {
 			return nil, fmt.Errorf("bootstrap: %w", err)
 		}
 	default:
-		if err := n.join(config.Join); err != nil {
+		if err := n.join(ctx, config.Join); err != nil {
 			return nil, err
 		}
 	}
@@ -220,12 +226,15 @@ func startNode(config nodeConfig) (_ *node, err error) {
 }
 
 // join asks the members in turn to add this node until one succeeds.
-func (n *node) join(members []string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), joinTimeout)
+func (n *node) join(ctx context.Context, members []string) error {
+	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	id := raft.ServerID(n.config.ID)
-	var errs []error
-	for ctx.Err() == nil {
+	// last holds each member's latest failure, so the final error names
+	// every member once.
+	last := make(map[string]error, len(members))
+	for {
+		final := 0
 		for _, member := range members {
 			attempt, cancelAttempt := context.WithTimeout(ctx, 10*time.Second)
 			var err error
@@ -234,16 +243,43 @@ func (n *node) join(members []string) error {
 			} else {
 				err = n.layer.JoinContext(attempt, id, raft.ServerAddress(member))
 			}
+			// The join retries what may succeed later until its context
+			// ends; an error before that is one retrying will not fix (a
+			// 4xx, an untrusted certificate).
+			if err != nil && attempt.Err() == nil {
+				final++
+			}
 			cancelAttempt()
 			if err == nil {
 				n.logger.Info("joined the cluster", "via", member)
 				return nil
 			}
 			n.logger.Warn("join failed", "via", member, "error", err)
+			last[member] = err
+		}
+		if final == len(members) {
+			break
+		}
+		// Every round already waited out the join's own retries; pause
+		// briefly so a member that fails fast is not hammered.
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	errs := make([]error, 0, len(members))
+	for _, member := range members {
+		if err, ok := last[member]; ok {
 			errs = append(errs, err)
 		}
 	}
-	return fmt.Errorf("join: no member added this node within %v: %w", joinTimeout, errors.Join(errs...))
+	if len(errs) == 0 {
+		return fmt.Errorf("join: %w", ctx.Err())
+	}
+	return fmt.Errorf("join: no member added this node: %w", errors.Join(errs...))
 }
 
 // stop shuts the node down: leave first if asked, then raft, the transport
