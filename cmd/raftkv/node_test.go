@@ -2,16 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/rafthttp/rafthttp/internal/clustertest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -35,55 +30,11 @@ type testPKI struct {
 	pool                      *x509.CertPool
 }
 
-func newTestPKI(t *testing.T, name string) *testPKI {
+func newTestPKI(t *testing.T) *testPKI {
 	t.Helper()
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	caTemplate := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name + " CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	caCert, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	template := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, caCert, &key.PublicKey, caKey)
-	require.NoError(t, err)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	require.NoError(t, err)
-
-	dir := t.TempDir()
-	pki := &testPKI{
-		certFile: filepath.Join(dir, "cert.pem"),
-		keyFile:  filepath.Join(dir, "key.pem"),
-		caFile:   filepath.Join(dir, "ca.pem"),
-		pool:     x509.NewCertPool(),
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	require.NoError(t, os.WriteFile(pki.certFile, certPEM, 0o600))
-	require.NoError(t, os.WriteFile(pki.keyFile, keyPEM, 0o600))
-	require.NoError(t, os.WriteFile(pki.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600))
-	pki.certificate, err = tls.X509KeyPair(certPEM, keyPEM)
-	require.NoError(t, err)
-	pki.pool.AddCert(caCert)
+	ca := clustertest.NewCA(t)
+	pki := &testPKI{certificate: ca.Certificate, pool: ca.Pool}
+	pki.certFile, pki.keyFile, pki.caFile = ca.WriteFiles(t, t.TempDir())
 	return pki
 }
 
@@ -106,7 +57,7 @@ func (p *testPKI) client(t *testing.T, present, follow bool) *http.Client {
 // TestNodeTLS runs a cluster over mutual TLS: redirects say https, and a
 // client without a certificate the CA signed is refused.
 func TestNodeTLS(t *testing.T) {
-	pki := newTestPKI(t, "raftkv")
+	pki := newTestPKI(t)
 	nodes := startCluster(t, 2, pki.configure)
 	leader := waitLeader(t, nodes)
 	follower := nodeFollowers(nodes, leader)[0]
@@ -311,7 +262,7 @@ func TestNodeJoinPermanentFailure(t *testing.T) {
 			var config nodeConfig
 			var fake *fakeMember
 			if test.tls {
-				ours, theirs := newTestPKI(t, "ours"), newTestPKI(t, "theirs")
+				ours, theirs := newTestPKI(t), newTestPKI(t)
 				ours.configure(&config)
 				fake = newFakeMember(t, http.StatusNotFound, theirs)
 			} else {
@@ -358,7 +309,7 @@ func TestNodeJoinCancelled(t *testing.T) {
 // TestServeStartErrors covers failures only startNode sees: exit code 1
 // and the reason on the last line.
 func TestServeStartErrors(t *testing.T) {
-	pki := newTestPKI(t, "raftkv")
+	pki := newTestPKI(t)
 	dir := t.TempDir()
 	notADirectory := filepath.Join(dir, "file")
 	require.NoError(t, os.WriteFile(notADirectory, []byte("x"), 0o600))

@@ -5,18 +5,12 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -30,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rafthttp/rafthttp/internal/clustertest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -103,57 +98,10 @@ type tlsFiles struct {
 // t's.
 func newTLSFiles(t *testing.T) *tlsFiles {
 	t.Helper()
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	caTemplate := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "raftkv test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	caCert, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
-
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	template := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "raftkv test node"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, caCert, &key.PublicKey, caKey)
-	require.NoError(t, err)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	require.NoError(t, err)
-
-	dir := t.TempDir()
-	files := &tlsFiles{
-		cert: filepath.Join(dir, "node.pem"),
-		key:  filepath.Join(dir, "node-key.pem"),
-		ca:   filepath.Join(dir, "ca.pem"),
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	require.NoError(t, os.WriteFile(files.cert, certPEM, 0o600))
-	require.NoError(t, os.WriteFile(files.key, keyPEM, 0o600))
-	require.NoError(t, os.WriteFile(files.ca, caPEM, 0o600))
-
-	certificate, err := tls.X509KeyPair(certPEM, keyPEM)
-	require.NoError(t, err)
-	files.pool = x509.NewCertPool()
-	files.pool.AddCert(caCert)
-	files.client = &tls.Config{RootCAs: files.pool, Certificates: []tls.Certificate{certificate}, MinVersion: tls.VersionTLS12}
+	ca := clustertest.NewCA(t)
+	files := &tlsFiles{pool: ca.Pool}
+	files.cert, files.key, files.ca = ca.WriteFiles(t, t.TempDir())
+	files.client = &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{ca.Certificate}, MinVersion: tls.VersionTLS12}
 	return files
 }
 

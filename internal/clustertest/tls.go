@@ -7,8 +7,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -22,6 +25,9 @@ type CA struct {
 	// Certificate is the nodes' certificate and key, valid for server and
 	// client authentication.
 	Certificate tls.Certificate
+
+	// caDER is the CA's certificate, DER-encoded, for WriteFiles.
+	caDER []byte
 }
 
 // NewCA makes a CA and the nodes' certificate, failing t on error.
@@ -78,7 +84,37 @@ func NewCA(t testing.TB) *CA {
 	return &CA{
 		Pool:        pool,
 		Certificate: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
+		caDER:       caDER,
 	}
+}
+
+// WriteFiles writes the nodes' certificate, its private key (PKCS #8) and
+// the CA's certificate as PEM files in dir, for programs that load TLS
+// material from files, and returns their paths. It fails t on error.
+func (ca *CA) WriteFiles(t testing.TB, dir string) (certFile, keyFile, caFile string) {
+	t.Helper()
+	keyDER, err := x509.MarshalPKCS8PrivateKey(ca.Certificate.PrivateKey)
+	if err != nil {
+		t.Fatalf("marshal node key: %v", err)
+	}
+	certFile = filepath.Join(dir, "node.pem")
+	keyFile = filepath.Join(dir, "node-key.pem")
+	caFile = filepath.Join(dir, "ca.pem")
+	for _, file := range []struct {
+		path      string
+		blockType string
+		der       []byte
+	}{
+		{certFile, "CERTIFICATE", ca.Certificate.Certificate[0]},
+		{keyFile, "PRIVATE KEY", keyDER},
+		{caFile, "CERTIFICATE", ca.caDER},
+	} {
+		data := pem.EncodeToMemory(&pem.Block{Type: file.blockType, Bytes: file.der})
+		if err := os.WriteFile(file.path, data, 0o600); err != nil {
+			t.Fatalf("write %s: %v", file.path, err)
+		}
+	}
+	return certFile, keyFile, caFile
 }
 
 // ServerConfig returns a server configuration with HTTP/2 enabled, so that
