@@ -1,0 +1,264 @@
+package benchmarks
+
+import (
+	"errors"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// dialer opens a connection to a serving node the way raft's stream layer
+// of the given transport does: a bare TCP dial for tcp (what
+// raft.TCPStreamLayer.Dial does), an upgrade dial through a client Layer for
+// http.
+type dialer struct {
+	dial  func(addr raft.ServerAddress) (net.Conn, error)
+	close func()
+}
+
+func newDialer(tb testing.TB, transport string) *dialer {
+	tb.Helper()
+	if transport == transportTCP {
+		return &dialer{
+			dial: func(addr raft.ServerAddress) (net.Conn, error) {
+				return net.DialTimeout("tcp", string(addr), ioTimeout)
+			},
+			close: func() {},
+		}
+	}
+	client := startHTTPNode(tb)
+	return &dialer{
+		dial: func(addr raft.ServerAddress) (net.Conn, error) {
+			return client.layer.Dial(addr, ioTimeout)
+		},
+		close: client.close,
+	}
+}
+
+// BenchmarkDial measures connection setup and close against a node served
+// by a raft NetworkTransport: a bare TCP dial to raft's TCP transport, or a
+// full upgrade dial (connect, request, 101) to a Handler whose Layer a
+// NetworkTransport is accepting from. p50-µs is the median dial.
+func BenchmarkDial(b *testing.B) {
+	for _, transport := range transports {
+		b.Run("transport="+transport, func(b *testing.B) {
+			server := startEndpoint(b, transport, 0)
+			defer server.close()
+			d := newDialer(b, transport)
+			defer d.close()
+			durations := make([]time.Duration, 0, b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				start := time.Now()
+				conn, err := d.dial(server.addr)
+				durations = append(durations, time.Since(start))
+				if err != nil {
+					b.Fatal(err)
+				}
+				conn.Close()
+			}
+			b.StopTimer()
+			reportP50(b, durations)
+		})
+	}
+}
+
+// BenchmarkFirstRPC measures what raft sees after a reconnect: a dial plus
+// the first AppendEntries round trip on the new connection. The client is a
+// NetworkTransport with MaxPool 0, which dials for every RPC and closes the
+// connection after it; the server is a NetworkTransport whose RPCs are
+// answered at once. p50-µs is the median RPC.
+func BenchmarkFirstRPC(b *testing.B) {
+	for _, transport := range transports {
+		b.Run("transport="+transport, func(b *testing.B) {
+			server := startEndpoint(b, transport, 0)
+			defer server.close()
+			client := startEndpoint(b, transport, 0)
+			defer client.close()
+			stop := make(chan struct{})
+			answered := make(chan struct{})
+			go func() {
+				defer close(answered)
+				for {
+					select {
+					case rpc := <-server.trans.Consumer():
+						rpc.Respond(&raft.AppendEntriesResponse{Term: 1, LastLog: 1, Success: true}, nil)
+					case <-stop:
+						return
+					}
+				}
+			}()
+			defer func() { close(stop); <-answered }()
+
+			request := &raft.AppendEntriesRequest{
+				RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax,
+					ID: []byte("client"), Addr: []byte(client.addr)},
+				Term: 1, PrevLogEntry: 1, PrevLogTerm: 1, LeaderCommitIndex: 1,
+			}
+			durations := make([]time.Duration, 0, b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				var response raft.AppendEntriesResponse
+				start := time.Now()
+				err := client.trans.AppendEntries("server", server.addr, request, &response)
+				durations = append(durations, time.Since(start))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if !response.Success {
+					b.Fatal("AppendEntries not successful")
+				}
+			}
+			b.StopTimer()
+			reportP50(b, durations)
+		})
+	}
+}
+
+// stormSize is how many dials BenchmarkUpgradeStorm makes at once.
+const stormSize = 1000
+
+// BenchmarkUpgradeStorm makes 1,000 concurrent dials against one node per
+// iteration, each closed as soon as it is open, and fails unless every one
+// succeeds: bare TCP connects to a listener that accepts and closes, or
+// upgrade dials to a Handler whose Layer is accepting and closing. One op is
+// the whole storm; handshakes/s is connections per second.
+func BenchmarkUpgradeStorm(b *testing.B) {
+	for _, transport := range transports {
+		b.Run("transport="+transport, func(b *testing.B) {
+			addr, stopServer := startAcceptor(b, transport, func(conn net.Conn) { conn.Close() })
+			defer stopServer()
+			d := newDialer(b, transport)
+			defer d.close()
+			b.ResetTimer()
+			for range b.N {
+				var wg sync.WaitGroup
+				var failed atomic.Int64
+				var firstErr atomic.Pointer[error]
+				for range stormSize {
+					wg.Go(func() {
+						conn, err := d.dial(addr)
+						if err != nil {
+							failed.Add(1)
+							firstErr.CompareAndSwap(nil, &err)
+							return
+						}
+						conn.Close()
+					})
+				}
+				wg.Wait()
+				if n := failed.Load(); n > 0 {
+					b.Fatalf("%d of %d dials failed, first: %v", n, stormSize, *firstErr.Load())
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(stormSize*b.N)/b.Elapsed().Seconds(), "handshakes/s")
+		})
+	}
+}
+
+// startAcceptor serves connections and hands each accepted one to handle:
+// from a plain TCP listener for tcp, from a Layer's Accept for http.
+func startAcceptor(tb testing.TB, transport string, handle func(net.Conn)) (raft.ServerAddress, func()) {
+	tb.Helper()
+	var accept func() (net.Conn, error)
+	var addr raft.ServerAddress
+	var closeServer func()
+	if transport == transportTCP {
+		listener, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatalf("listen: %v", err)
+		}
+		accept, addr, closeServer = listener.Accept, raft.ServerAddress(listener.Addr().String()), func() { listener.Close() }
+	} else {
+		node := startHTTPNode(tb)
+		accept, addr, closeServer = node.layer.Accept, raft.ServerAddress(node.layer.Addr().String()), node.close
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := accept()
+			if err != nil {
+				return
+			}
+			handle(conn)
+		}
+	}()
+	return addr, func() {
+		closeServer()
+		<-done
+	}
+}
+
+// idleConns is how many idle connections BenchmarkIdleConnMemory holds.
+const idleConns = 500
+
+// BenchmarkIdleConnMemory measures the heap held per idle connection, both
+// ends in this process: 500 connections are opened (bare TCP, or upgraded
+// through a Layer and taken from the other Layer's Accept) and held, and
+// the HeapAlloc difference after a GC, divided by 500, is B/conn.
+// goroutines/conn is the goroutines the connections keep alive.
+func BenchmarkIdleConnMemory(b *testing.B) {
+	for _, transport := range transports {
+		b.Run("transport="+transport, func(b *testing.B) {
+			accepted := make(chan net.Conn, idleConns)
+			addr, stopServer := startAcceptor(b, transport, func(conn net.Conn) { accepted <- conn })
+			defer stopServer()
+			d := newDialer(b, transport)
+			defer d.close()
+			var heap, goroutines int64
+			b.ResetTimer()
+			for range b.N {
+				dialed := make([]net.Conn, 0, idleConns)
+				held := make([]net.Conn, 0, idleConns)
+				before, beforeG := memStats(), runtime.NumGoroutine()
+				var err error
+				for range idleConns {
+					var conn net.Conn
+					conn, err = d.dial(addr)
+					if err != nil {
+						break
+					}
+					dialed = append(dialed, conn)
+					select {
+					case conn = <-accepted:
+						held = append(held, conn)
+					case <-time.After(ioTimeout):
+						err = errors.New("connection not accepted")
+					}
+					if err != nil {
+						break
+					}
+				}
+				after, afterG := memStats(), runtime.NumGoroutine()
+				for _, conn := range append(dialed, held...) {
+					conn.Close()
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				heap += int64(after.HeapAlloc) - int64(before.HeapAlloc)
+				goroutines += int64(afterG - beforeG)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(heap)/float64(b.N*idleConns), "B/conn")
+			b.ReportMetric(float64(goroutines)/float64(b.N*idleConns), "goroutines/conn")
+		})
+	}
+}
+
+func memStats() runtime.MemStats {
+	runtime.GC()
+	runtime.GC()
+	var stats runtime.MemStats
+	runtime.ReadMemStats(&stats)
+	return stats
+}
