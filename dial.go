@@ -2,6 +2,7 @@ package rafthttp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -61,12 +63,11 @@ const maxErrorBody = 512
 // at once when the dial's context is canceled.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// upgradeRequest returns the request head that asks addr to switch the
-// connection to raft. It is written by hand: the request never varies but
-// for the Host, and building an http.Request for it costs more than the
+// appendUpgradeRequest appends the request head that asks addr to switch
+// the connection to raft. It is written by hand: the request never varies
+// but for the Host, and building an http.Request for it costs more than the
 // rest of the handshake.
-func upgradeRequest(path, addr string) []byte {
-	head := make([]byte, 0, len(path)+len(addr)+64)
+func appendUpgradeRequest(head []byte, path, addr string) []byte {
 	head = append(head, "GET "...)
 	head = append(head, path...)
 	head = append(head, " HTTP/1.1\r\nHost: "...)
@@ -167,32 +168,259 @@ func upgrade(ctx context.Context, conn net.Conn, path, addr string, deadline tim
 			}
 		}()
 	}
-	if _, err := conn.Write(upgradeRequest(path, addr)); err != nil {
+	hs := getHandshake(conn)
+	defer putHandshake(hs)
+	hs.head = appendUpgradeRequest(hs.head[:0], path, addr)
+	if _, err := conn.Write(hs.head); err != nil {
 		return nil, "write request", contextCause(ctx, deadline, err)
 	}
 	// The reader that parses the 101 may read past it if the peer wrote
 	// more; those bytes are kept below.
-	reader := bufio.NewReader(conn)
-	response, err := http.ReadResponse(reader, nil)
-	if err != nil {
-		return nil, "read response", contextCause(ctx, deadline, err)
-	}
-	if response.StatusCode != http.StatusSwitchingProtocols {
-		body, _ := io.ReadAll(io.LimitReader(response.Body, maxErrorBody))
-		response.Body.Close()
-		return nil, "status", &StatusError{StatusCode: response.StatusCode, Body: strings.TrimSpace(string(body))}
-	}
-	if !headerHasToken(response.Header.Values("Upgrade"), "raft") {
-		return nil, "upgrade header", fmt.Errorf("101 without Upgrade: raft (got %q)", response.Header.Get("Upgrade"))
+	reader := hs.reader
+	if !readUpgraded(reader) {
+		// Not the answer hoped for, or not in the one form the fast path
+		// knows: net/http decides, exactly as if there were no fast path.
+		if step, err := readResponse(reader); err != nil {
+			if step == "read response" {
+				err = contextCause(ctx, deadline, err)
+			}
+			return nil, step, err
+		}
 	}
 	if err := conn.SetDeadline(time.Time{}); err != nil {
 		return nil, "read response", err
 	}
 	if n := reader.Buffered(); n > 0 {
 		early, _ := reader.Peek(n)
+		// newPrefixConn copies: the reader goes back to the pool.
 		return newPrefixConn(conn, early), "", nil
 	}
 	return conn, "", nil
+}
+
+// readResponse reads the response head with net/http and checks it is a
+// 101 to raft. It is the slow path, for refusals and for any 101 the fast
+// path does not recognize; it returns the failed step and its error.
+func readResponse(reader *bufio.Reader) (step string, err error) {
+	response, err := http.ReadResponse(reader, nil)
+	if err != nil {
+		return "read response", err
+	}
+	if response.StatusCode != http.StatusSwitchingProtocols {
+		body, _ := io.ReadAll(io.LimitReader(response.Body, maxErrorBody))
+		response.Body.Close()
+		return "status", &StatusError{StatusCode: response.StatusCode, Body: strings.TrimSpace(string(body))}
+	}
+	if !headerHasToken(response.Header.Values("Upgrade"), "raft") {
+		return "upgrade header", fmt.Errorf("101 without Upgrade: raft (got %q)", response.Header.Get("Upgrade"))
+	}
+	return "", nil
+}
+
+// handshake holds the buffers of one upgrade dial. They are pooled: raft
+// dials often (at start, after every failure or leader change, for every
+// snapshot), and nothing of them outlives the handshake.
+type handshake struct {
+	head   []byte
+	reader *bufio.Reader
+}
+
+// handshakeReadSize is the handshake's read buffer. A 101 is under 100
+// bytes; the room is for proxies that add headers, and for refusals, which
+// net/http reads through the same buffer.
+const handshakeReadSize = 4096
+
+// maxPooledHead keeps a dial to an absurdly long address from pinning its
+// request buffer in the pool.
+const maxPooledHead = 1024
+
+var handshakePool = sync.Pool{
+	New: func() any {
+		return &handshake{
+			head:   make([]byte, 0, 128),
+			reader: bufio.NewReaderSize(nil, handshakeReadSize),
+		}
+	},
+}
+
+func getHandshake(conn net.Conn) *handshake {
+	hs := handshakePool.Get().(*handshake)
+	hs.reader.Reset(conn)
+	return hs
+}
+
+func putHandshake(hs *handshake) {
+	// Drop the conn so the pool does not keep it alive.
+	hs.reader.Reset(nil)
+	if cap(hs.head) > maxPooledHead {
+		hs.head = nil
+	}
+	handshakePool.Put(hs)
+}
+
+// readUpgraded reads the response head from reader, leaving the bytes
+// behind it buffered, if it is a well-formed 101 with Upgrade: raft in the
+// plain form every rafthttp and original node sends. For anything else it
+// consumes nothing and returns false, so that net/http can read the
+// response from the start. This spares each dial the header map, the
+// strings and the http.Response that http.ReadResponse builds.
+func readUpgraded(reader *bufio.Reader) bool {
+	for {
+		buffered, _ := reader.Peek(reader.Buffered())
+		switch scan, n := scanUpgraded(buffered); scan {
+		case headUpgraded:
+			reader.Discard(n)
+			return true
+		case headOther:
+			return false
+		}
+		// Wait for more. On an error (EOF, timeout, a head larger than the
+		// buffer), net/http reads again and reports it as it always has.
+		if _, err := reader.Peek(len(buffered) + 1); err != nil {
+			return false
+		}
+	}
+}
+
+// headScan is what scanUpgraded makes of the bytes read so far.
+type headScan int
+
+const (
+	// headIncomplete: so far a 101 to raft, but the head has not ended.
+	headIncomplete headScan = iota
+	// headUpgraded: a complete 101 head with Upgrade: raft.
+	headUpgraded
+	// headOther: anything else, left to net/http.
+	headOther
+)
+
+// scanUpgraded looks for a complete response head in buf that is a 101 with
+// the token raft in an Upgrade header, and returns its length. It accepts
+// only what http.ReadResponse also accepts, with the same meaning: CRLF line
+// ends, an HTTP/1.1 status line, header names that are tokens, values
+// without control characters, no folded lines, and no Content-Length or
+// Transfer-Encoding (which net/http validates). Everything else is
+// headOther, even when net/http would take it.
+func scanUpgraded(buf []byte) (headScan, int) {
+	upgraded := false
+	n := 0
+	for first := true; ; first = false {
+		end := bytes.IndexByte(buf[n:], '\n')
+		if end < 0 {
+			if first && !bytes.HasPrefix(status101, buf) && !bytes.HasPrefix(buf, status101) {
+				return headOther, 0
+			}
+			return headIncomplete, 0
+		}
+		line := buf[n : n+end]
+		n += end + 1
+		var ok bool
+		if line, ok = bytes.CutSuffix(line, []byte("\r")); !ok {
+			return headOther, 0
+		}
+		switch {
+		case first:
+			if !isStatus101(line) {
+				return headOther, 0
+			}
+		case len(line) == 0:
+			if !upgraded {
+				return headOther, 0
+			}
+			return headUpgraded, n
+		default:
+			name, value, ok := bytes.Cut(line, []byte(":"))
+			if !ok || !isToken(name) || !isFieldValue(value) {
+				return headOther, 0
+			}
+			switch {
+			case asciiEqualFold(name, "Upgrade"):
+				upgraded = upgraded || tokenListHas(value, "raft")
+			case asciiEqualFold(name, "Content-Length"), asciiEqualFold(name, "Transfer-Encoding"):
+				return headOther, 0
+			}
+		}
+	}
+}
+
+// status101 starts the only status line the fast path takes.
+var status101 = []byte("HTTP/1.1 101")
+
+// isStatus101 reports whether line is "HTTP/1.1 101", with or without a
+// reason phrase.
+func isStatus101(line []byte) bool {
+	rest, ok := bytes.CutPrefix(line, status101)
+	return ok && (len(rest) == 0 || rest[0] == ' ')
+}
+
+// isToken reports whether name is a non-empty RFC 9110 token, the only
+// header names net/textproto accepts.
+func isToken(name []byte) bool {
+	if len(name) == 0 {
+		return false
+	}
+	for _, c := range name {
+		if !isTokenByte(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// isFieldValue reports whether value holds no control characters but tab,
+// as net/textproto requires.
+func isFieldValue(value []byte) bool {
+	for _, c := range value {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// tokenListHas is headerHasToken for one raw header value, in ASCII: a
+// value it does not match goes to net/http, which decides.
+func tokenListHas(value []byte, token string) bool {
+	for len(value) > 0 {
+		var part []byte
+		part, value, _ = bytes.Cut(value, []byte(","))
+		part = bytes.Trim(part, " \t")
+		// A protocol may carry a version ("raft/1"), as in headerHasToken.
+		name, _, _ := bytes.Cut(part, []byte("/"))
+		if asciiEqualFold(name, token) {
+			return true
+		}
+	}
+	return false
+}
+
+// asciiEqualFold reports whether b equals the ASCII string s, ignoring
+// case.
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		if lower(b[i]) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // dialTimeout returns the timeout to give a Dial: the time left before the

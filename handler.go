@@ -38,6 +38,10 @@ const (
 // hijacking because net/http cannot send a 101 and then hand the socket over.
 const switchingProtocols = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nConnection: Upgrade\r\n\r\n"
 
+// switchingProtocolsBytes is switchingProtocols ready to write, converted
+// once rather than on every upgrade.
+var switchingProtocolsBytes = []byte(switchingProtocols)
+
 // HandlerConfig configures a [Handler]. The zero value of each field means
 // its documented default.
 type HandlerConfig struct {
@@ -311,7 +315,7 @@ func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader) (net.Co
 		err = conn.SetWriteDeadline(time.Now().Add(h.currentTimeout()))
 	}
 	if err == nil {
-		_, err = conn.Write([]byte(switchingProtocols))
+		_, err = conn.Write(switchingProtocolsBytes)
 	}
 	if err == nil {
 		err = conn.SetWriteDeadline(time.Time{})
@@ -341,7 +345,11 @@ func (h *Handler) deliver(conn net.Conn, r *http.Request) {
 	}
 	// Cannot block: the slot taken in reserveSlot guarantees room.
 	h.conns <- conn
-	h.logger.Debug("upgraded connection", "remote-address", r.RemoteAddr, "path", r.URL.Path)
+	// Guarded: building the arguments allocates even when Debug is off,
+	// and this runs on every upgrade.
+	if h.logger.IsDebug() {
+		h.logger.Debug("upgraded connection", "remote-address", r.RemoteAddr, "path", r.URL.Path)
+	}
 }
 
 // accept returns the next upgraded connection, or ErrClosed once the

@@ -1,0 +1,106 @@
+package rafthttp_test
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/rafthttp/rafthttp"
+)
+
+// BenchmarkUpgradeHandshake measures one upgrade dial through Layer.Dial
+// against a real http.Server with the Handler mounted, both sides in this
+// process: connect, request, 101, and close. A goroutine accepts and closes
+// the upgraded connections on the serving side.
+func BenchmarkUpgradeHandshake(b *testing.B) {
+	// The default logger's level: Debug is disabled, as in production.
+	logger := hclog.New(&hclog.LoggerOptions{Name: "rafthttp", Output: io.Discard})
+	handler := rafthttp.NewHandlerWithLogger(logger)
+	mux := http.NewServeMux()
+	mux.Handle("/raft", handler)
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		server.Serve(listener)
+	}()
+	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{Path: "/raft", Addr: listener.Addr(), Handler: handler})
+	if err != nil {
+		b.Fatal(err)
+	}
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			conn, err := layer.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	b.Cleanup(func() {
+		layer.Close()
+		<-accepted
+		server.Close()
+		<-served
+	})
+	addr := raft.ServerAddress(listener.Addr().String())
+
+	b.ReportAllocs()
+	for b.Loop() {
+		conn, err := layer.Dial(addr, 10*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conn.Close()
+	}
+}
+
+// BenchmarkTCPConnect is the reference for BenchmarkUpgradeHandshake: a
+// bare TCP connect and close to a listener that accepts and closes.
+func BenchmarkTCPConnect(b *testing.B) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			conn, err := listener.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			conn.Close()
+		}
+	}()
+	b.Cleanup(func() {
+		listener.Close()
+		<-accepted
+	})
+	addr := listener.Addr().String()
+	dial := rafthttp.NewDialTCP()
+
+	b.ReportAllocs()
+	for b.Loop() {
+		conn, err := dial(addr, 10*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conn.Close()
+	}
+}
