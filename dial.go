@@ -90,11 +90,13 @@ func validHost(addr string) error {
 
 // dialUpgrade connects to addr with dial and switches the connection to raft.
 // One deadline covers the connect, the request and the 101; it is cleared on
-// success. ctx, if it can be canceled, stops the dial early: raft's own
-// dials pass context.Background and pay for no cancellation machinery. On
+// success. If lazy, dialUpgrade returns once the request is written and the
+// 101 is read, still under that deadline, on the connection's first Read.
+// ctx, if it can be canceled, stops the dial early: raft's own dials pass
+// context.Background and pay for no cancellation machinery. On
 // failure the connection is closed and the error is an *UpgradeError naming
 // the failed step.
-func dialUpgrade(ctx context.Context, deadline time.Time, dial Dial, path, addr string) (net.Conn, error) {
+func dialUpgrade(ctx context.Context, deadline time.Time, dial Dial, path, addr string, lazy bool) (net.Conn, error) {
 	if err := validHost(addr); err != nil {
 		return nil, &UpgradeError{Addr: addr, Step: "dial", Err: err}
 	}
@@ -105,7 +107,7 @@ func dialUpgrade(ctx context.Context, deadline time.Time, dial Dial, path, addr 
 	if err != nil {
 		return nil, &UpgradeError{Addr: addr, Step: "dial", Err: contextCause(ctx, deadline, err)}
 	}
-	upgraded, step, err := upgrade(ctx, conn, path, addr, deadline)
+	upgraded, step, err := upgrade(ctx, conn, path, addr, deadline, lazy)
 	if err != nil {
 		conn.Close()
 		return nil, &UpgradeError{Addr: addr, Step: step, Err: err}
@@ -150,8 +152,10 @@ func checkConn(conn net.Conn, err error) (net.Conn, error) {
 }
 
 // upgrade performs the handshake on conn and returns the connection to give
-// raft, or the failed step and its error. It does not close conn.
-func upgrade(ctx context.Context, conn net.Conn, path, addr string, deadline time.Time) (_ net.Conn, step string, err error) {
+// raft, or the failed step and its error. It does not close conn. If lazy,
+// it returns once the request is written: the connection it returns reads
+// and checks the answer on its first Read (see lazyConn).
+func upgrade(ctx context.Context, conn net.Conn, path, addr string, deadline time.Time, lazy bool) (_ net.Conn, step string, err error) {
 	// A zero deadline clears any the Dial may have left.
 	if err := conn.SetDeadline(deadline); err != nil {
 		return nil, "dial", err
@@ -169,33 +173,50 @@ func upgrade(ctx context.Context, conn net.Conn, path, addr string, deadline tim
 		}()
 	}
 	hs := getHandshake(conn)
-	defer putHandshake(hs)
 	hs.head = appendUpgradeRequest(hs.head[:0], path, addr)
 	if _, err := conn.Write(hs.head); err != nil {
+		putHandshake(hs)
 		return nil, "write request", contextCause(ctx, deadline, err)
 	}
+	if lazy {
+		// The read deadline stays for the 101; writes are raft's now.
+		if err := conn.SetWriteDeadline(time.Time{}); err != nil {
+			putHandshake(hs)
+			return nil, "write request", err
+		}
+		return &lazyConn{Conn: conn, addr: addr, deadline: deadline, hs: hs}, "", nil
+	}
+	defer putHandshake(hs)
 	// The reader that parses the 101 may read past it if the peer wrote
 	// more; those bytes are kept below.
-	reader := hs.reader
-	if !readUpgraded(reader) {
-		// Not the answer hoped for, or not in the one form the fast path
-		// knows: net/http decides, exactly as if there were no fast path.
-		if step, err := readResponse(reader); err != nil {
-			if step == "read response" {
-				err = contextCause(ctx, deadline, err)
-			}
-			return nil, step, err
-		}
+	if step, err := readHead(ctx, hs.reader, deadline); err != nil {
+		return nil, step, err
 	}
 	if err := conn.SetDeadline(time.Time{}); err != nil {
 		return nil, "read response", err
 	}
-	if n := reader.Buffered(); n > 0 {
-		early, _ := reader.Peek(n)
+	if n := hs.reader.Buffered(); n > 0 {
+		early, _ := hs.reader.Peek(n)
 		// newPrefixConn copies: the reader goes back to the pool.
 		return newPrefixConn(conn, early), "", nil
 	}
 	return conn, "", nil
+}
+
+// readHead reads the answer to the upgrade request and checks that it is a
+// 101 to raft, leaving any bytes behind it buffered in reader. It returns the
+// failed step and its error.
+func readHead(ctx context.Context, reader *bufio.Reader, deadline time.Time) (step string, err error) {
+	if readUpgraded(reader) {
+		return "", nil
+	}
+	// Not the answer hoped for, or not in the one form the fast path
+	// knows: net/http decides, exactly as if there were no fast path.
+	step, err = readResponse(reader)
+	if step == "read response" {
+		err = contextCause(ctx, deadline, err)
+	}
+	return step, err
 }
 
 // readResponse reads the response head with net/http and checks it is a

@@ -31,7 +31,7 @@ func newDialer(tb testing.TB, transport string) *dialer {
 			close: func() {},
 		}
 	}
-	client := startHTTPNode(tb)
+	client := startHTTPNode(tb, transport == transportHTTPLazy)
 	return &dialer{
 		dial: func(addr raft.ServerAddress) (net.Conn, error) {
 			return client.layer.Dial(addr, ioTimeout)
@@ -45,7 +45,7 @@ func newDialer(tb testing.TB, transport string) *dialer {
 // full upgrade dial (connect, request, 101) to a Handler whose Layer a
 // NetworkTransport is accepting from. p50-µs is the median dial.
 func BenchmarkDial(b *testing.B) {
-	for _, transport := range transports {
+	for _, transport := range dialTransports {
 		b.Run("transport="+transport, func(b *testing.B) {
 			server := startEndpoint(b, transport, 0)
 			defer server.close()
@@ -75,7 +75,7 @@ func BenchmarkDial(b *testing.B) {
 // connection after it; the server is a NetworkTransport whose RPCs are
 // answered at once. p50-µs is the median RPC.
 func BenchmarkFirstRPC(b *testing.B) {
-	for _, transport := range transports {
+	for _, transport := range dialTransports {
 		b.Run("transport="+transport, func(b *testing.B) {
 			server := startEndpoint(b, transport, 0)
 			defer server.close()
@@ -178,7 +178,7 @@ func startAcceptor(tb testing.TB, transport string, handle func(net.Conn)) (raft
 		}
 		accept, addr, closeServer = listener.Accept, raft.ServerAddress(listener.Addr().String()), func() { listener.Close() }
 	} else {
-		node := startHTTPNode(tb)
+		node := startHTTPNode(tb, false)
 		accept, addr, closeServer = node.layer.Accept, raft.ServerAddress(node.layer.Addr().String()), node.close
 	}
 	done := make(chan struct{})
