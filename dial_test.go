@@ -27,6 +27,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rafthttp/rafthttp"
+	"github.com/rafthttp/rafthttp/internal/clustertest"
 )
 
 // dlWait bounds every wait in the dial and layer tests. Nothing is expected
@@ -37,41 +38,11 @@ const dlWait = 5 * time.Second
 // no Connection header.
 const dlOriginal101 = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\n\r\n"
 
-// dlLogger returns an hclog logger that writes to t.Log until t's cleanups
-// reach it, and drops whatever goroutines log after that (t.Log would panic
-// once the test has completed). Create it before the things that log to it,
-// so its cleanup runs after theirs.
-func dlLogger(t *testing.T, name string) hclog.Logger {
-	t.Helper()
-	w := &dlLogWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		w.done = true
-	})
-	return hclog.New(&hclog.LoggerOptions{Name: name, Output: w, Level: hclog.Debug})
-}
-
-type dlLogWriter struct {
-	t    *testing.T
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *dlLogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
 // dlLayer returns a Layer that is only used to dial: its Handler is not
 // mounted anywhere. It is closed when the test ends.
 func dlLayer(t *testing.T, path string, dial rafthttp.Dial) *rafthttp.Layer {
 	t.Helper()
-	logger := dlLogger(t, "layer")
+	logger := clustertest.DebugLogger(t, "layer")
 	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
 		Path:    path,
 		Addr:    &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1},
@@ -138,18 +109,6 @@ func dlAwaitClosed(reader io.Reader) error {
 	return err
 }
 
-// dlReceive waits, bounded, for a value on ch.
-func dlReceive[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case value := <-ch:
-		return value
-	case <-time.After(dlWait):
-		t.Fatalf("timed out after %v waiting for %s", dlWait, what)
-		panic("unreachable")
-	}
-}
-
 // dlUpgradeError asserts that err is an *UpgradeError for addr and
 // returns it.
 func dlUpgradeError(t *testing.T, err error, addr string) *rafthttp.UpgradeError {
@@ -211,7 +170,7 @@ func TestDialRequestHead(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, conn.Close())
 
-			head := dlReceive(t, heads, "the request head")
+			head := receive(t, heads, "the request head")
 			assert.Equal(t, "GET "+tt.wantPath+" HTTP/1.1", head.line)
 			assert.Equal(t, []string{addr}, head.header.Values("Host"), "Host is the target address")
 			assert.Equal(t, []string{"raft"}, head.header.Values("Upgrade"))
@@ -263,7 +222,7 @@ func TestDialAccepts101(t *testing.T) {
 
 			_, err = io.WriteString(conn, "ping")
 			require.NoError(t, err)
-			assert.Equal(t, "ping", dlReceive(t, received, "the client's bytes"))
+			assert.Equal(t, "ping", receive(t, received, "the client's bytes"))
 			pong := make([]byte, 4)
 			_, err = io.ReadFull(conn, pong)
 			require.NoError(t, err)
@@ -375,7 +334,7 @@ func TestDialTimeout(t *testing.T) {
 			assert.GreaterOrEqual(t, elapsed, timeout/2, "did not give up early")
 			assert.Less(t, elapsed, dlWait, "gave up within a bound")
 
-			assert.NoError(t, dlReceive(t, closed, "the client to close its socket"))
+			assert.NoError(t, receive(t, closed, "the client to close its socket"))
 		})
 	}
 }
@@ -461,7 +420,7 @@ func TestDialClearsDeadline(t *testing.T) {
 		// The dial's deadline would have ended the read by now.
 	}
 	close(release)
-	r := dlReceive(t, results, "the late bytes")
+	r := receive(t, results, "the late bytes")
 	require.NoError(t, r.err)
 	assert.Equal(t, "late", r.data)
 }
@@ -589,14 +548,14 @@ func TestDialContextCancel(t *testing.T) {
 			conn, err := layer.DialContext(ctx, raft.ServerAddress(addr))
 			results <- result{conn, err}
 		}()
-		dlReceive(t, requested, "the upgrade request")
+		receive(t, requested, "the upgrade request")
 		cancel()
-		r := dlReceive(t, results, "DialContext to return after cancel")
+		r := receive(t, results, "DialContext to return after cancel")
 		require.Nil(t, r.conn)
 		upgradeErr := dlUpgradeError(t, r.err, addr)
 		assert.ErrorIs(t, r.err, context.Canceled)
 		assert.Equal(t, "read response", upgradeErr.Step)
-		assert.NoError(t, dlReceive(t, closed, "the client to close its socket"))
+		assert.NoError(t, receive(t, closed, "the client to close its socket"))
 	})
 	t.Run("before dialing", func(t *testing.T) {
 		t.Parallel()
@@ -733,7 +692,7 @@ func TestDialErrors(t *testing.T) {
 				tt.check(t, err)
 			}
 			if tt.clientCloses {
-				assert.NoError(t, dlReceive(t, closed, "the client to close its socket"))
+				assert.NoError(t, receive(t, closed, "the client to close its socket"))
 			}
 		})
 	}
@@ -838,7 +797,7 @@ func TestDialRefusesBadAddress(t *testing.T) {
 // with HTTP/2 enabled, so the server offers h2 first.
 func dlTLSNode(t *testing.T) (*httptest.Server, *rafthttp.Layer) {
 	t.Helper()
-	logger := dlLogger(t, "server")
+	logger := clustertest.DebugLogger(t, "server")
 	handler := rafthttp.NewHandlerWithLogger(logger)
 	mux := http.NewServeMux()
 	mux.Handle("/raft", handler)
@@ -892,7 +851,7 @@ func TestNewDialTLS(t *testing.T) {
 			accepted <- conn
 		}
 	}()
-	serverConn := dlReceive(t, accepted, "Accept on the server")
+	serverConn := receive(t, accepted, "Accept on the server")
 	t.Cleanup(func() { serverConn.Close() })
 	require.NoError(t, clientConn.SetDeadline(time.Now().Add(dlWait)))
 	require.NoError(t, serverConn.SetDeadline(time.Now().Add(dlWait)))
@@ -939,7 +898,7 @@ func TestNewDialTCP(t *testing.T) {
 	})
 	conn, err := rafthttp.NewDialTCP()(addr, dlWait)
 	require.NoError(t, err)
-	dlReceive(t, accepted, "the connection")
+	receive(t, accepted, "the connection")
 	assert.Equal(t, addr, conn.RemoteAddr().String())
 	require.NoError(t, conn.Close())
 

@@ -219,7 +219,7 @@ func (s *hdServer) accept(t *testing.T) net.Conn {
 		conn, err := s.layer.Accept()
 		accepted <- result{conn, err}
 	}()
-	r := hdSignal(t, accepted, "Layer.Accept to return a connection")
+	r := receive(t, accepted, "Layer.Accept to return a connection")
 	require.NoError(t, r.err)
 	t.Cleanup(func() { r.conn.Close() })
 	return r.conn
@@ -298,7 +298,7 @@ func hdReadFull(t *testing.T, conn net.Conn, n int) string {
 		_, err := io.ReadFull(conn, data)
 		read <- result{data, err}
 	}()
-	r := hdSignal(t, read, fmt.Sprintf("%d bytes from %s", n, conn.RemoteAddr()))
+	r := receive(t, read, fmt.Sprintf("%d bytes from %s", n, conn.RemoteAddr()))
 	require.NoError(t, r.err)
 	return string(r.data)
 }
@@ -354,21 +354,6 @@ func hdExchange(t *testing.T, dialed, accepted net.Conn) {
 	hdTransfer(t, dialed, accepted, "second request")
 }
 
-// hdSignal waits up to hdWait for a value on ch.
-func hdSignal[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	timer := time.NewTimer(hdWait)
-	defer timer.Stop()
-	select {
-	case v := <-ch:
-		return v
-	case <-timer.C:
-		t.Fatalf("waited %v for %s", hdWait, what)
-		var zero T
-		return zero
-	}
-}
-
 // hdRequirePlainText checks that an error answer explains itself.
 func hdRequirePlainText(t *testing.T, response hdResponse) {
 	t.Helper()
@@ -393,7 +378,7 @@ func hdCloseWithin(t *testing.T, handler *rafthttp.Handler) {
 		defer close(closed)
 		handler.Close()
 	}()
-	hdSignal(t, closed, "Handler.Close to return")
+	receive(t, closed, "Handler.Close to return")
 }
 
 // hdTracker signals when requests enter and leave the handler it
@@ -709,11 +694,11 @@ func TestHandlerBacklogUpgradeWaitsForRoom(t *testing.T) {
 		wrap:   tracker.wrap,
 	})
 	first := server.upgrade(t)
-	hdSignal(t, tracker.entered, "the first upgrade to reach the handler")
+	receive(t, tracker.entered, "the first upgrade to reach the handler")
 
 	second := server.dialRaw(t)
 	hdWrite(t, second, hdRequestHead(http.MethodGet, hdPath, server.addr(), "Upgrade: raft"))
-	hdSignal(t, tracker.entered, "the second upgrade to reach the handler")
+	receive(t, tracker.entered, "the second upgrade to reach the handler")
 	hdRequireSilence(t, second) // neither 101 nor 503 while the backlog is full
 
 	hdExchange(t, first, server.accept(t))
@@ -742,14 +727,14 @@ func TestHandlerBacklogCanceledUpgradeReleasesHandler(t *testing.T) {
 		wrap:   tracker.wrap,
 	})
 	server.upgrade(t)
-	hdSignal(t, tracker.entered, "the first upgrade to reach the handler")
-	hdSignal(t, tracker.left, "the first upgrade to leave the handler")
+	receive(t, tracker.entered, "the first upgrade to reach the handler")
+	receive(t, tracker.left, "the first upgrade to leave the handler")
 
 	waiting := server.dialRaw(t)
 	hdWrite(t, waiting, hdRequestHead(http.MethodGet, hdPath, server.addr(), "Upgrade: raft"))
-	hdSignal(t, tracker.entered, "the second upgrade to reach the handler")
+	receive(t, tracker.entered, "the second upgrade to reach the handler")
 	require.NoError(t, waiting.Close()) // the peer gives up
-	hdSignal(t, tracker.left, "the abandoned upgrade to leave the handler")
+	receive(t, tracker.left, "the abandoned upgrade to leave the handler")
 }
 
 func TestHandlerUpgradeAfterCloseRefused(t *testing.T) {
@@ -780,11 +765,11 @@ func TestHandlerCloseEndsUpgradeWaitingForRoom(t *testing.T) {
 		wrap:   tracker.wrap,
 	})
 	server.upgrade(t)
-	hdSignal(t, tracker.entered, "the first upgrade to reach the handler")
+	receive(t, tracker.entered, "the first upgrade to reach the handler")
 
 	waiting := server.dialRaw(t)
 	hdWrite(t, waiting, hdRequestHead(http.MethodGet, hdPath, server.addr(), "Upgrade: raft"))
-	hdSignal(t, tracker.entered, "the second upgrade to reach the handler")
+	receive(t, tracker.entered, "the second upgrade to reach the handler")
 	hdRequireSilence(t, waiting)
 
 	hdCloseWithin(t, server.handler)
@@ -800,7 +785,7 @@ func TestHandlerCloseClosesQueuedConnections(t *testing.T) {
 	queued := []net.Conn{server.upgrade(t), server.upgrade(t)}
 	// ServeHTTP queues the connection before it returns.
 	for range queued {
-		hdSignal(t, tracker.left, "an upgrade to be queued")
+		receive(t, tracker.left, "an upgrade to be queued")
 	}
 	hdCloseWithin(t, server.handler)
 	for i, conn := range queued {
@@ -952,7 +937,7 @@ func TestHandlerMembershipOutcomes(t *testing.T) {
 			response := server.do(t, tt.method, tt.query)
 			require.Equal(t, tt.wantStatus, response.status, "body: %s", response.body)
 
-			request := hdSignal(t, taken, "the request on Requests")
+			request := receive(t, taken, "the request on Requests")
 			require.Equal(t, raft.ServerID("node2"), request.ID())
 
 			switch tt.wantStatus {
@@ -1024,7 +1009,7 @@ func TestHandlerMembershipParsesQuery(t *testing.T) {
 			taken := hdAnswer(t, server.handler, hdAnswerWith(nil))
 			response := server.do(t, tt.method, tt.query)
 			require.Equal(t, http.StatusOK, response.status, "body: %s", response.body)
-			request := hdSignal(t, taken, "the request on Requests")
+			request := receive(t, taken, "the request on Requests")
 			require.Equal(t, tt.wantKind, request.Kind())
 			require.Equal(t, tt.wantID, request.ID())
 			require.Equal(t, tt.wantAddress, request.Address())
@@ -1102,7 +1087,7 @@ func TestHandlerMembershipBoundedWaits(t *testing.T) {
 			hdRequireRetryAfter(t, response)
 			hdRequirePlainText(t, response)
 			if tt.consume {
-				hdSignal(t, taken, "the consumer to have taken the request")
+				receive(t, taken, "the consumer to have taken the request")
 			}
 		})
 	}
@@ -1129,13 +1114,13 @@ func TestHandlerMembershipClientGoneReleasesHandler(t *testing.T) {
 				_, err := server.tryDo(ctx, http.MethodPost, "id=node2&address=127.0.0.1:9002")
 				failed <- err
 			}()
-			hdSignal(t, tracker.entered, "the request to reach the handler")
+			receive(t, tracker.entered, "the request to reach the handler")
 			if consume {
-				hdSignal(t, taken, "the consumer to take the request")
+				receive(t, taken, "the consumer to take the request")
 			}
 			cancel()
-			require.ErrorIs(t, hdSignal(t, failed, "the canceled request to return"), context.Canceled)
-			hdSignal(t, tracker.left, "the handler to give up on a request whose client went away")
+			require.ErrorIs(t, receive(t, failed, "the canceled request to return"), context.Canceled)
+			receive(t, tracker.left, "the handler to give up on a request whose client went away")
 		})
 	}
 }
@@ -1174,12 +1159,12 @@ func TestHandlerCloseEndsWaitingMembershipRequests(t *testing.T) {
 				response, err := server.tryDo(t.Context(), tt.method, tt.query)
 				answered <- result{response, err}
 			}()
-			hdSignal(t, tracker.entered, "the request to reach the handler")
+			receive(t, tracker.entered, "the request to reach the handler")
 			if tt.consume {
-				hdSignal(t, taken, "the consumer to take the request")
+				receive(t, taken, "the consumer to take the request")
 			}
 			hdCloseWithin(t, server.handler)
-			r := hdSignal(t, answered, "an answer after Close")
+			r := receive(t, answered, "an answer after Close")
 			require.NoError(t, r.err)
 			require.Equal(t, http.StatusServiceUnavailable, r.response.status, "body: %s", r.response.body)
 			hdRequireRetryAfter(t, r.response)
@@ -1233,7 +1218,7 @@ func TestHandlerCloseIsIdempotent(t *testing.T) {
 				wg.Wait()
 				close(closed)
 			}()
-			hdSignal(t, closed, "concurrent Close calls to return")
+			receive(t, closed, "concurrent Close calls to return")
 			hdCloseWithin(t, server.handler)
 			require.NoError(t, server.layer.Close())
 			hdCloseWithin(t, server.handler)
@@ -1253,7 +1238,7 @@ func TestHandlerCloseClosesRequests(t *testing.T) {
 		}
 	}()
 	hdCloseWithin(t, handler)
-	hdSignal(t, ended, "a range over Requests to end after Close")
+	receive(t, ended, "a range over Requests to end after Close")
 	_, open := <-handler.Requests()
 	require.False(t, open)
 }

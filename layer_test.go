@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rafthttp/rafthttp"
+	"github.com/rafthttp/rafthttp/internal/clustertest"
 )
 
 // dlNode is a Layer whose Handler is mounted on a loopback HTTP server.
@@ -39,7 +40,7 @@ func dlStartNode(t *testing.T, path string) *dlNode {
 // test ends.
 func dlStartNodeMounted(t *testing.T, path, pattern string, wrap func(http.Handler) http.Handler) *dlNode {
 	t.Helper()
-	logger := dlLogger(t, "node")
+	logger := clustertest.DebugLogger(t, "node")
 	handler := rafthttp.NewHandlerWithLogger(logger)
 	var served http.Handler = handler
 	if wrap != nil {
@@ -78,7 +79,7 @@ func dlAcceptAsync(layer *rafthttp.Layer) <-chan dlAcceptResult {
 // dlAccept waits, bounded, for the next connection the layer accepts.
 func dlAccept(t *testing.T, layer *rafthttp.Layer) net.Conn {
 	t.Helper()
-	r := dlReceive(t, dlAcceptAsync(layer), "Accept")
+	r := receive(t, dlAcceptAsync(layer), "Accept")
 	require.NoError(t, r.err)
 	t.Cleanup(func() { r.conn.Close() })
 	return r.conn
@@ -183,7 +184,7 @@ func TestNewLayerWithConfig(t *testing.T) {
 				config.Addr = dlAdvertised
 			}
 			if !tt.noHand {
-				handler := rafthttp.NewHandlerWithLogger(dlLogger(t, "handler"))
+				handler := rafthttp.NewHandlerWithLogger(clustertest.DebugLogger(t, "handler"))
 				t.Cleanup(handler.Close)
 				config.Handler = handler
 			}
@@ -205,7 +206,7 @@ func TestNewLayerWithConfig(t *testing.T) {
 // raft, and do not panic on valid ones.
 func TestNewLayerPanics(t *testing.T) {
 	t.Parallel()
-	handler := rafthttp.NewHandlerWithLogger(dlLogger(t, "handler"))
+	handler := rafthttp.NewHandlerWithLogger(clustertest.DebugLogger(t, "handler"))
 	t.Cleanup(handler.Close)
 	tests := []struct {
 		name string
@@ -247,7 +248,7 @@ func TestNewLayerPanics(t *testing.T) {
 			},
 		} {
 			var layer *rafthttp.Layer
-			require.NotPanics(t, func() { layer = newLayer(rafthttp.NewHandlerWithLogger(dlLogger(t, "handler"))) })
+			require.NotPanics(t, func() { layer = newLayer(rafthttp.NewHandlerWithLogger(clustertest.DebugLogger(t, "handler"))) })
 			assert.NoError(t, layer.Close())
 		}
 	})
@@ -257,7 +258,7 @@ func TestNewLayerPanics(t *testing.T) {
 // config, not the listener's.
 func TestLayerAddr(t *testing.T) {
 	t.Parallel()
-	handler := rafthttp.NewHandlerWithLogger(dlLogger(t, "handler"))
+	handler := rafthttp.NewHandlerWithLogger(clustertest.DebugLogger(t, "handler"))
 	layer := rafthttp.NewLayer("/raft", dlAdvertised, handler, nil)
 	t.Cleanup(func() { layer.Close() })
 	assert.Equal(t, net.Addr(dlAdvertised), layer.Addr())
@@ -286,7 +287,7 @@ func TestLayerNilDialUsesTCP(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// Not parallel: the subtests share the node's Accept.
-			layer, err := tt.new(rafthttp.NewHandlerWithLogger(dlLogger(t, "client")))
+			layer, err := tt.new(rafthttp.NewHandlerWithLogger(clustertest.DebugLogger(t, "client")))
 			require.NoError(t, err)
 			t.Cleanup(func() { layer.Close() })
 			dialed, accepted := dlPair(t, layer, node)
@@ -331,7 +332,7 @@ func TestLayerPathEscaping(t *testing.T) {
 			client := dlLayer(t, tt.path, nil)
 			dialed, accepted := dlPair(t, client, node)
 			dlExchange(t, dialed, accepted)
-			got := dlReceive(t, requests, "the request")
+			got := receive(t, requests, "the request")
 			assert.Equal(t, tt.wantOnWire, got.requestURI, "escaped on the wire")
 			assert.Equal(t, tt.path, got.path, "the server sees the path")
 		})
@@ -343,19 +344,19 @@ func TestLayerPathEscaping(t *testing.T) {
 // called and one called afterwards.
 func TestLayerAcceptAfterClose(t *testing.T) {
 	t.Parallel()
-	handler := rafthttp.NewHandlerWithLogger(dlLogger(t, "handler"))
+	handler := rafthttp.NewHandlerWithLogger(clustertest.DebugLogger(t, "handler"))
 	layer := rafthttp.NewLayer("/raft", dlAdvertised, handler, nil)
 	t.Cleanup(func() { layer.Close() })
 
 	blocked := dlAcceptAsync(layer)
 	dlAssertBlocked(t, blocked, "Accept before Close")
 	require.NoError(t, layer.Close())
-	r := dlReceive(t, blocked, "the blocked Accept to return after Close")
+	r := receive(t, blocked, "the blocked Accept to return after Close")
 	assert.Nil(t, r.conn)
 	assert.ErrorIs(t, r.err, net.ErrClosed)
 	assert.ErrorIs(t, r.err, rafthttp.ErrClosed)
 
-	r = dlReceive(t, dlAcceptAsync(layer), "Accept after Close")
+	r = receive(t, dlAcceptAsync(layer), "Accept after Close")
 	assert.Nil(t, r.conn)
 	assert.ErrorIs(t, r.err, net.ErrClosed)
 	assert.ErrorIs(t, r.err, rafthttp.ErrClosed)
@@ -451,9 +452,9 @@ func TestLayerCloseCancelsJoin(t *testing.T) {
 	results := make(chan error, 1)
 	go func() { results <- layer.JoinContext(ctx, "a", peer.addr) }()
 	// Take the request and never answer it: the Join is in flight.
-	dlReceive(t, peer.handler.Requests(), "the join request")
+	receive(t, peer.handler.Requests(), "the join request")
 	require.NoError(t, layer.Close())
-	err := dlReceive(t, results, "Join to return after Close")
+	err := receive(t, results, "Join to return after Close")
 	assert.ErrorIs(t, err, rafthttp.ErrClosed)
 }
 
@@ -497,14 +498,14 @@ func TestLayerCloseClosesUpgradedConns(t *testing.T) {
 
 			require.NoError(t, closing.Close())
 			for i := range own {
-				r := dlReceive(t, ownReads[i], "a read on a conn the Layer handed out to return after Close")
+				r := receive(t, ownReads[i], "a read on a conn the Layer handed out to return after Close")
 				assert.Zero(t, r.n)
 				if tt.closeServer {
 					assert.Equal(t, io.EOF, r.err, "raft sees an orderly end of stream")
 				} else {
 					assert.Error(t, r.err)
 				}
-				r = dlReceive(t, peerReads[i], "the peer to see the socket close")
+				r = receive(t, peerReads[i], "the peer to see the socket close")
 				assert.Zero(t, r.n)
 				assert.ErrorIs(t, r.err, io.EOF)
 			}
@@ -519,7 +520,7 @@ func TestLayerCloseClosesUpgradedConns(t *testing.T) {
 func TestLayerNetworkTransport(t *testing.T) {
 	t.Parallel()
 	nodes := []*dlNode{dlStartNode(t, "/raft"), dlStartNode(t, "/raft")}
-	logger := dlLogger(t, "transport")
+	logger := clustertest.DebugLogger(t, "transport")
 	var transports []*raft.NetworkTransport
 	for _, node := range nodes {
 		transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -577,7 +578,7 @@ func TestLayerNetworkTransport(t *testing.T) {
 		require.NoError(t, transport.Close())
 	}
 	for _, node := range nodes {
-		r := dlReceive(t, dlAcceptAsync(node.layer), "Accept after the transport closed")
+		r := receive(t, dlAcceptAsync(node.layer), "Accept after the transport closed")
 		assert.ErrorIs(t, r.err, net.ErrClosed, "closing the transport closed the Layer")
 	}
 }

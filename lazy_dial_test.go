@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rafthttp/rafthttp"
+	"github.com/rafthttp/rafthttp/internal/clustertest"
 )
 
 // TestLazyDialRefusals checks that a lazy dial's refusal comes out of the
@@ -54,7 +55,7 @@ func TestLazyDialRefusals(t *testing.T) {
 				io.WriteString(conn, tt.answer)
 				dlAwaitClosed(reader)
 			})
-			logger := dlLogger(t, "layer")
+			logger := clustertest.DebugLogger(t, "layer")
 			layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
 				Path: "/raft", Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1},
 				Handler: rafthttp.NewHandlerWithLogger(logger), Logger: logger, LazyHandshake: true,
@@ -66,7 +67,7 @@ func TestLazyDialRefusals(t *testing.T) {
 			defer conn.Close()
 			_, err = conn.Write([]byte("early"))
 			require.NoError(t, err)
-			assert.Equal(t, "early", dlReceive(t, got, "early bytes"))
+			assert.Equal(t, "early", receive(t, got, "early bytes"))
 
 			buf := make([]byte, 64)
 			n, err := conn.Read(buf)

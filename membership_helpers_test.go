@@ -15,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rafthttp/rafthttp"
+	"github.com/rafthttp/rafthttp/internal/clustertest"
 )
 
 // msWait bounds every wait in the membership client tests.
@@ -250,19 +250,6 @@ func msTrustServers(servers ...*msServer) *tls.Config {
 	return &tls.Config{RootCAs: pool}
 }
 
-// msLogger returns an hclog logger writing to t.Log.
-func msLogger(t *testing.T) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "rafthttp", Output: msLogWriter{t}, Level: hclog.Debug})
-}
-
-type msLogWriter struct{ t *testing.T }
-
-func (w msLogWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 // msLayer returns a Layer advertising advertise and dialing with dial,
 // closed when the test ends.
 func msLayer(t *testing.T, advertise string, dial rafthttp.Dial) *rafthttp.Layer {
@@ -270,23 +257,11 @@ func msLayer(t *testing.T, advertise string, dial rafthttp.Dial) *rafthttp.Layer
 	addr, err := net.ResolveTCPAddr("tcp", advertise)
 	require.NoError(t, err)
 	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
-		Path: msPath, Addr: addr, Handler: rafthttp.NewHandlerWithLogger(msLogger(t)), Dial: dial,
+		Path: msPath, Addr: addr, Handler: rafthttp.NewHandlerWithLogger(clustertest.DebugLogger(t, "rafthttp")), Dial: dial,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { layer.Close() })
 	return layer
-}
-
-// msResult waits for a call running in another goroutine to return.
-func msResult(t *testing.T, results <-chan error, what string) error {
-	t.Helper()
-	select {
-	case err := <-results:
-		return err
-	case <-time.After(msWait):
-		t.Fatalf("%s did not return within %v", what, msWait)
-		return nil
-	}
 }
 
 // msCloseHookDial wraps dial so that onClose runs when the client first

@@ -476,12 +476,12 @@ func TestChangeMembershipRetriesConnectionRefused(t *testing.T) {
 
 	listener, err := net.Listen("tcp", addr)
 	if err != nil {
-		msResult(t, results, "ChangeMembership")
+		receive(t, results, "ChangeMembership")
 		t.Fatalf("listen again on %s: %v", addr, err)
 	}
 	server := startMSServer(t, msOK, false, listener)
 
-	require.NoError(t, msResult(t, results, "ChangeMembership"))
+	require.NoError(t, receive(t, results, "ChangeMembership"))
 	assert.Equal(t, 1, server.count())
 	assert.GreaterOrEqual(t, len(dial.failures()), 2)
 	dial.requireClosed(t)
@@ -736,7 +736,7 @@ func TestChangeMembershipCancelDuringTLSHandshake(t *testing.T) {
 	t.Cleanup(func() { conn.Close() })
 
 	cancel()
-	err = msResult(t, results, "ChangeMembershipContext after cancel")
+	err = receive(t, results, "ChangeMembershipContext after cancel")
 	require.ErrorIs(t, err, context.Canceled)
 	// A Dial cannot see the context, so the handshake itself goes on until
 	// the Dial's timeout (DefaultTimeout here, as the context has no

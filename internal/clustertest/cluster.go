@@ -104,6 +104,12 @@ func Logger(t testing.TB, name string) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: name, Output: newTestWriter(t), Level: hclog.Info})
 }
 
+// DebugLogger is Logger at debug level, for tests of rafthttp's own
+// components, whose per-connection lines are logged at debug level.
+func DebugLogger(t testing.TB, name string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: name, Output: newTestWriter(t), Level: hclog.Debug})
+}
+
 // testWriter writes to t.Log. A goroutine that outlives the test by a
 // moment (a connection handler logging its own end) must not call t.Log
 // once the test has finished, which panics, so the writer goes quiet when
