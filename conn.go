@@ -2,6 +2,7 @@ package rafthttp
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -114,109 +115,223 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// lazyConn is an upgrade dial returned as soon as its request head is
-// written, so that raft's first request goes out without waiting a round
-// trip for the 101. Its first Read reads and checks the answer, under the
-// dial's deadline: a refusal is never returned as data, but as the same
-// *UpgradeError an eager dial returns, from that Read and every later one,
-// and the connection is closed. Writes go straight through: the Handler
-// keeps bytes that arrive behind the request head.
+// maxInlineBody is the most early data copied into the request head's
+// buffer to go out in one write; larger bodies go out as a second buffer of
+// the same writev.
+const maxInlineBody = 2048
+
+// lazyConn is an upgrade dial to a peer known to take early data, returned
+// as soon as it is connected. Its first Write sends the upgrade request with
+// up to bodyMax of the bytes written as the request's body. The answer is
+// read by the first Read, or by a Write with more to send, since bytes
+// behind the body must wait for it. A failed upgrade is never returned as
+// data: that call returns the *UpgradeError an eager dial would have, so
+// does every later Read and Write, and the connection is closed.
+//
+// Until the caller sets its own, the dial's deadline stays on the
+// connection, bounding the request and the answer.
 type lazyConn struct {
 	net.Conn
-	addr     string
-	deadline time.Time // the dial's, still set as the read deadline
+	path, addr string
+	bodyMax    int
+	deadline   time.Time
+	peers      *peerTable
 
-	ready atomic.Bool // the 101 is checked and its buffer released
-	mu    sync.Mutex  // serializes Reads until ready
-	hs    *handshake  // nil once the answer is read
-	rest  []byte      // bytes behind the 101 a first Read had no room for
-	err   error       // the refusal, returned by every Read
+	upgraded atomic.Bool // the 101 is in: writes go straight through
+	drained  atomic.Bool // and no byte read behind it is left: reads too
+	closed   atomic.Bool // Close was called: failures are not the peer's
 
-	deadlineMu  sync.Mutex
-	deadlineSet bool // the caller set a read deadline: keep it
+	mu        sync.Mutex // serializes the handshake
+	requested bool       // the request is written
+	body      int        // with this many bytes of early data
+	rest      []byte     // bytes read behind the 101 no Read has taken
+	err       error      // why the upgrade failed, for every later call
+
+	deadlineMu       sync.Mutex
+	readDeadlineSet  bool // the caller set its own: keep it
+	writeDeadlineSet bool
 }
 
 func (c *lazyConn) Read(p []byte) (int, error) {
-	if c.ready.Load() {
+	if c.drained.Load() {
 		return c.Conn.Read(p)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	if !c.upgraded.Load() {
+		n, err := c.finish(p)
+		c.mu.Unlock()
+		if n > 0 || err != nil {
+			return n, err
+		}
+		return c.Read(p)
+	}
+	if len(c.rest) == 0 {
+		c.drained.Store(true)
+		c.mu.Unlock()
+		return c.Conn.Read(p)
+	}
+	n := c.takeRest(p)
+	c.mu.Unlock()
+	return n, nil
+}
+
+// takeRest copies into p the bytes read behind the 101.
+func (c *lazyConn) takeRest(p []byte) int {
+	n := copy(p, c.rest)
+	c.rest = c.rest[n:]
+	if len(c.rest) == 0 {
+		c.rest = nil
+		c.drained.Store(true)
+	}
+	return n
+}
+
+func (c *lazyConn) Write(p []byte) (int, error) {
+	if c.upgraded.Load() {
+		return c.Conn.Write(p)
+	}
+	c.mu.Lock()
+	written := 0
+	if !c.requested && c.err == nil {
+		// raft's first bytes ride in the request, as many as the peer takes.
+		written = min(len(p), c.bodyMax)
+		if err := c.request(p[:written]); err != nil {
+			c.mu.Unlock()
+			return 0, err
+		}
+		if written == len(p) {
+			c.mu.Unlock()
+			return written, nil
+		}
+	}
+	// Bytes behind the body wait for the answer: a proxy may not forward
+	// them before it, and a refusal must not be followed by raft data.
+	_, err := c.finish(nil)
+	c.mu.Unlock()
+	if err != nil {
+		return written, err
+	}
+	n, err := c.Conn.Write(p[written:])
+	return written + n, err
+}
+
+// request writes the upgrade request with body as its early data.
+func (c *lazyConn) request(body []byte) error {
+	c.requested, c.body = true, len(body)
+	hs := getHandshake(nil)
+	defer putHandshake(hs)
+	hs.head = appendUpgradeRequest(hs.head[:0], c.path, c.addr, len(body))
+	var err error
+	if len(body) <= maxInlineBody {
+		hs.head = append(hs.head, body...)
+		_, err = c.Conn.Write(hs.head)
+	} else {
+		buffers := net.Buffers{hs.head, body}
+		_, err = buffers.WriteTo(c.Conn)
+	}
+	if err != nil {
+		return c.fail("write request", err)
+	}
+	return nil
+}
+
+// finish completes the upgrade, if it is not complete: it writes the
+// request without a body if no Write has, and reads and checks the answer.
+// Bytes read behind the 101 fill p, and what p has no room for is kept for
+// later Reads. It returns how many bytes went to p.
+func (c *lazyConn) finish(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
-	if c.hs != nil {
-		return c.finishUpgrade(p)
+	if c.upgraded.Load() {
+		return 0, nil
 	}
-	if len(c.rest) > 0 {
-		n := copy(p, c.rest)
-		c.rest = c.rest[n:]
-		if len(c.rest) == 0 {
-			c.rest = nil
-			c.ready.Store(true)
+	if !c.requested {
+		if err := c.request(nil); err != nil {
+			return 0, err
 		}
-		return n, nil
 	}
-	return c.Conn.Read(p)
+	hs := getHandshake(c.Conn)
+	defer putHandshake(hs)
+	bodyMax, step, err := readHead(context.Background(), hs.reader, c.deadline)
+	if err == nil && c.body > 0 && bodyMax == 0 {
+		// Nothing says the peer read the body: an original node, or a
+		// proxy that dropped it. raft's first bytes may be gone.
+		step, err = "upgrade header", fmt.Errorf("101 without %s: the peer did not confirm the %d bytes of raft data sent as the request's body", bodyMaxHeader, c.body)
+	}
+	if err != nil {
+		return 0, c.fail(step, err)
+	}
+	c.peers.learned(c.addr, bodyMax)
+	c.clearDeadlines()
+	n := 0
+	if buffered := hs.reader.Buffered(); buffered > 0 {
+		behind, _ := hs.reader.Peek(buffered)
+		n = copy(p, behind)
+		if n < buffered {
+			// Copied out: the reader goes back to the pool.
+			c.rest = append([]byte(nil), behind[n:]...)
+		}
+	}
+	if len(c.rest) == 0 {
+		c.drained.Store(true)
+	}
+	c.upgraded.Store(true)
+	return n, nil
 }
 
-// finishUpgrade reads the answer to the request. On a 101 it fills p with
-// any bytes read behind it; on anything else it closes the connection.
-func (c *lazyConn) finishUpgrade(p []byte) (int, error) {
-	hs := c.hs
-	c.hs = nil
-	defer putHandshake(hs)
-	if step, err := readHead(context.Background(), hs.reader, c.deadline); err != nil {
-		c.err = &UpgradeError{Addr: c.addr, Step: step, Err: err}
-		c.Conn.Close()
-		return 0, c.err
+// fail records why the upgrade failed, closes the connection and tells the
+// peer table, unless the failure is the caller's own Close.
+func (c *lazyConn) fail(step string, err error) error {
+	if c.closed.Load() {
+		c.err = &UpgradeError{Addr: c.addr, Step: step, Err: net.ErrClosed}
+		return c.err
 	}
+	c.err = &UpgradeError{Addr: c.addr, Step: step, Err: contextCause(context.Background(), c.deadline, err)}
+	c.Conn.Close()
+	c.peers.failed(c.addr, c.err)
+	return c.err
+}
+
+// clearDeadlines lifts the dial's deadline once the connection is upgraded,
+// in each direction the caller has not set one of its own.
+func (c *lazyConn) clearDeadlines() {
 	c.deadlineMu.Lock()
-	if !c.deadlineSet {
+	defer c.deadlineMu.Unlock()
+	if !c.readDeadlineSet {
 		c.Conn.SetReadDeadline(time.Time{})
 	}
-	c.deadlineMu.Unlock()
-	n := hs.reader.Buffered()
-	if n == 0 {
-		c.ready.Store(true)
-		return c.Conn.Read(p)
+	if !c.writeDeadlineSet {
+		c.Conn.SetWriteDeadline(time.Time{})
 	}
-	early, _ := hs.reader.Peek(n)
-	copied := copy(p, early)
-	if copied < n {
-		// Copied out: the reader goes back to the pool.
-		c.rest = append([]byte(nil), early[copied:]...)
-	} else {
-		c.ready.Store(true)
-	}
-	return copied, nil
 }
 
 func (c *lazyConn) SetDeadline(t time.Time) error {
-	c.deadlineMu.Lock()
-	defer c.deadlineMu.Unlock()
-	c.deadlineSet = true
-	return c.Conn.SetDeadline(t)
+	return c.setDeadline(t, true, true, c.Conn.SetDeadline)
 }
 
 func (c *lazyConn) SetReadDeadline(t time.Time) error {
-	c.deadlineMu.Lock()
-	defer c.deadlineMu.Unlock()
-	c.deadlineSet = true
-	return c.Conn.SetReadDeadline(t)
+	return c.setDeadline(t, true, false, c.Conn.SetReadDeadline)
 }
 
-// Close closes the connection and, unless a Read is using it, returns the
-// handshake's buffer to the pool.
-func (c *lazyConn) Close() error {
-	err := c.Conn.Close()
-	if c.mu.TryLock() {
-		if c.hs != nil {
-			putHandshake(c.hs)
-			c.hs = nil
-			c.err = net.ErrClosed
-		}
-		c.mu.Unlock()
+func (c *lazyConn) SetWriteDeadline(t time.Time) error {
+	return c.setDeadline(t, false, true, c.Conn.SetWriteDeadline)
+}
+
+// setDeadline sets a deadline of the caller's with set, noting the
+// directions it covers so that the end of the handshake leaves them be.
+func (c *lazyConn) setDeadline(t time.Time, read, write bool, set func(time.Time) error) error {
+	if c.upgraded.Load() {
+		return set(t)
 	}
-	return err
+	c.deadlineMu.Lock()
+	defer c.deadlineMu.Unlock()
+	c.readDeadlineSet = c.readDeadlineSet || read
+	c.writeDeadlineSet = c.writeDeadlineSet || write
+	return set(t)
+}
+
+func (c *lazyConn) Close() error {
+	c.closed.Store(true)
+	return c.Conn.Close()
 }

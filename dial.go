@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -64,16 +65,28 @@ const maxErrorBody = 512
 var aLongTimeAgo = time.Unix(1, 0)
 
 // appendUpgradeRequest appends the request head that asks addr to switch
-// the connection to raft. It is written by hand: the request never varies
-// but for the Host, and building an http.Request for it costs more than the
-// rest of the handshake.
-func appendUpgradeRequest(head []byte, path, addr string) []byte {
+// the connection to raft, announcing body bytes of early data (see
+// bodyHeader); a negative body announces nothing, as the original nodes
+// do. It is written by hand: the request never varies but for the Host
+// and the body's length, and building an http.Request for it costs more
+// than the rest of the handshake.
+func appendUpgradeRequest(head []byte, path, addr string, body int) []byte {
 	head = append(head, "GET "...)
 	head = append(head, path...)
 	head = append(head, " HTTP/1.1\r\nHost: "...)
 	head = append(head, addr...)
-	head = append(head, "\r\nUpgrade: raft\r\nConnection: Upgrade\r\n\r\n"...)
-	return head
+	head = append(head, "\r\nUpgrade: raft\r\nConnection: Upgrade\r\n"...)
+	if body >= 0 {
+		head = append(head, bodyHeader+": "...)
+		head = strconv.AppendInt(head, int64(body), 10)
+		head = append(head, "\r\n"...)
+	}
+	if body > 0 {
+		head = append(head, "Content-Length: "...)
+		head = strconv.AppendInt(head, int64(body), 10)
+		head = append(head, "\r\n"...)
+	}
+	return append(head, "\r\n"...)
 }
 
 // validHost rejects addresses that would break the request head: anything
@@ -90,13 +103,17 @@ func validHost(addr string) error {
 
 // dialUpgrade connects to addr with dial and switches the connection to raft.
 // One deadline covers the connect, the request and the 101; it is cleared on
-// success. If lazy, dialUpgrade returns once the request is written and the
-// 101 is read, still under that deadline, on the connection's first Read.
-// ctx, if it can be canceled, stops the dial early: raft's own dials pass
-// context.Background and pay for no cancellation machinery. On
+// success. ctx, if it can be canceled, stops the dial early: raft's own
+// dials pass context.Background and pay for no cancellation machinery. On
 // failure the connection is closed and the error is an *UpgradeError naming
 // the failed step.
-func dialUpgrade(ctx context.Context, deadline time.Time, dial Dial, path, addr string, lazy bool) (net.Conn, error) {
+//
+// If peers says addr takes early data, dialUpgrade returns once connected,
+// and the connection upgrades itself on first use (see lazyConn), still
+// under the deadline. Otherwise it waits for the 101 and records in peers
+// what the 101 said about early data. A nil peers means no early data, and
+// the request says nothing about it.
+func dialUpgrade(ctx context.Context, deadline time.Time, dial Dial, path, addr string, peers *peerTable) (net.Conn, error) {
 	if err := validHost(addr); err != nil {
 		return nil, &UpgradeError{Addr: addr, Step: "dial", Err: err}
 	}
@@ -107,11 +124,24 @@ func dialUpgrade(ctx context.Context, deadline time.Time, dial Dial, path, addr 
 	if err != nil {
 		return nil, &UpgradeError{Addr: addr, Step: "dial", Err: contextCause(ctx, deadline, err)}
 	}
-	upgraded, step, err := upgrade(ctx, conn, path, addr, deadline, lazy)
+	if early := peers.earlyData(addr); early > 0 {
+		// A zero deadline clears any the Dial may have left.
+		if err := conn.SetDeadline(deadline); err != nil {
+			conn.Close()
+			return nil, &UpgradeError{Addr: addr, Step: "dial", Err: err}
+		}
+		return &lazyConn{Conn: conn, path: path, addr: addr, bodyMax: early, deadline: deadline, peers: peers}, nil
+	}
+	announce := -1
+	if peers != nil {
+		announce = 0
+	}
+	upgraded, bodyMax, step, err := upgrade(ctx, conn, path, addr, deadline, announce)
 	if err != nil {
 		conn.Close()
 		return nil, &UpgradeError{Addr: addr, Step: step, Err: err}
 	}
+	peers.learned(addr, bodyMax)
 	return upgraded, nil
 }
 
@@ -152,13 +182,13 @@ func checkConn(conn net.Conn, err error) (net.Conn, error) {
 }
 
 // upgrade performs the handshake on conn and returns the connection to give
-// raft, or the failed step and its error. It does not close conn. If lazy,
-// it returns once the request is written: the connection it returns reads
-// and checks the answer on its first Read (see lazyConn).
-func upgrade(ctx context.Context, conn net.Conn, path, addr string, deadline time.Time, lazy bool) (_ net.Conn, step string, err error) {
+// raft and the early data the peer takes (0 if it said nothing), or the
+// failed step and its error. announce is as for appendUpgradeRequest. It
+// does not close conn.
+func upgrade(ctx context.Context, conn net.Conn, path, addr string, deadline time.Time, announce int) (_ net.Conn, bodyMax int, step string, err error) {
 	// A zero deadline clears any the Dial may have left.
 	if err := conn.SetDeadline(deadline); err != nil {
-		return nil, "dial", err
+		return nil, 0, "dial", err
 	}
 	if ctx.Done() != nil {
 		// Cancellation unblocks the handshake through the deadline, which
@@ -173,69 +203,80 @@ func upgrade(ctx context.Context, conn net.Conn, path, addr string, deadline tim
 		}()
 	}
 	hs := getHandshake(conn)
-	hs.head = appendUpgradeRequest(hs.head[:0], path, addr)
-	if _, err := conn.Write(hs.head); err != nil {
-		putHandshake(hs)
-		return nil, "write request", contextCause(ctx, deadline, err)
-	}
-	if lazy {
-		// The read deadline stays for the 101; writes are raft's now.
-		if err := conn.SetWriteDeadline(time.Time{}); err != nil {
-			putHandshake(hs)
-			return nil, "write request", err
-		}
-		return &lazyConn{Conn: conn, addr: addr, deadline: deadline, hs: hs}, "", nil
-	}
 	defer putHandshake(hs)
+	hs.head = appendUpgradeRequest(hs.head[:0], path, addr, announce)
+	if _, err := conn.Write(hs.head); err != nil {
+		return nil, 0, "write request", contextCause(ctx, deadline, err)
+	}
 	// The reader that parses the 101 may read past it if the peer wrote
 	// more; those bytes are kept below.
-	if step, err := readHead(ctx, hs.reader, deadline); err != nil {
-		return nil, step, err
+	bodyMax, step, err = readHead(ctx, hs.reader, deadline)
+	if err != nil {
+		return nil, 0, step, err
 	}
 	if err := conn.SetDeadline(time.Time{}); err != nil {
-		return nil, "read response", err
+		return nil, 0, "read response", err
 	}
 	if n := hs.reader.Buffered(); n > 0 {
 		early, _ := hs.reader.Peek(n)
 		// newPrefixConn copies: the reader goes back to the pool.
-		return newPrefixConn(conn, early), "", nil
+		return newPrefixConn(conn, early), bodyMax, "", nil
 	}
-	return conn, "", nil
+	return conn, bodyMax, "", nil
 }
 
 // readHead reads the answer to the upgrade request and checks that it is a
-// 101 to raft, leaving any bytes behind it buffered in reader. It returns the
-// failed step and its error.
-func readHead(ctx context.Context, reader *bufio.Reader, deadline time.Time) (step string, err error) {
-	if readUpgraded(reader) {
-		return "", nil
+// 101 to raft, leaving any bytes behind it buffered in reader. It returns
+// the early data the 101 says the peer takes, or the failed step and its
+// error.
+func readHead(ctx context.Context, reader *bufio.Reader, deadline time.Time) (bodyMax int, step string, err error) {
+	if ok, bodyMax := readUpgraded(reader); ok {
+		return bodyMax, "", nil
 	}
 	// Not the answer hoped for, or not in the one form the fast path
 	// knows: net/http decides, exactly as if there were no fast path.
-	step, err = readResponse(reader)
+	bodyMax, step, err = readResponse(reader)
 	if step == "read response" {
 		err = contextCause(ctx, deadline, err)
 	}
-	return step, err
+	return bodyMax, step, err
 }
 
 // readResponse reads the response head with net/http and checks it is a
 // 101 to raft. It is the slow path, for refusals and for any 101 the fast
-// path does not recognize; it returns the failed step and its error.
-func readResponse(reader *bufio.Reader) (step string, err error) {
+// path does not recognize; it returns what readHead does.
+func readResponse(reader *bufio.Reader) (bodyMax int, step string, err error) {
 	response, err := http.ReadResponse(reader, nil)
 	if err != nil {
-		return "read response", err
+		return 0, "read response", err
 	}
 	if response.StatusCode != http.StatusSwitchingProtocols {
 		body, _ := io.ReadAll(io.LimitReader(response.Body, maxErrorBody))
 		response.Body.Close()
-		return "status", &StatusError{StatusCode: response.StatusCode, Body: strings.TrimSpace(string(body))}
+		return 0, "status", &StatusError{StatusCode: response.StatusCode, Body: strings.TrimSpace(string(body))}
 	}
 	if !headerHasToken(response.Header.Values("Upgrade"), "raft") {
-		return "upgrade header", fmt.Errorf("101 without Upgrade: raft (got %q)", response.Header.Get("Upgrade"))
+		return 0, "upgrade header", fmt.Errorf("101 without Upgrade: raft (got %q)", response.Header.Get("Upgrade"))
 	}
-	return "", nil
+	bodyMax, _ = parseBodyMax([]byte(response.Header.Get(bodyMaxHeader)))
+	return bodyMax, "", nil
+}
+
+// parseBodyMax parses the value of a bodyMaxHeader: decimal digits, at most
+// nine of them so that no int overflows, between optional white space.
+func parseBodyMax(value []byte) (int, bool) {
+	value = bytes.Trim(value, " \t")
+	if len(value) == 0 || len(value) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range value {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // handshake holds the buffers of one upgrade dial. They are pooled: raft
@@ -252,8 +293,9 @@ type handshake struct {
 const handshakeReadSize = 4096
 
 // maxPooledHead keeps a dial to an absurdly long address from pinning its
-// request buffer in the pool.
-const maxPooledHead = 1024
+// request buffer in the pool. It leaves room for the heads that carry early
+// data up to maxInlineBody.
+const maxPooledHead = 4096
 
 var handshakePool = sync.Pool{
 	New: func() any {
@@ -281,24 +323,25 @@ func putHandshake(hs *handshake) {
 
 // readUpgraded reads the response head from reader, leaving the bytes
 // behind it buffered, if it is a well-formed 101 with Upgrade: raft in the
-// plain form every rafthttp and original node sends. For anything else it
-// consumes nothing and returns false, so that net/http can read the
-// response from the start. This spares each dial the header map, the
-// strings and the http.Response that http.ReadResponse builds.
-func readUpgraded(reader *bufio.Reader) bool {
+// plain form every rafthttp and original node sends, and returns the value
+// of its bodyMaxHeader (0 without one). For anything else it consumes
+// nothing and returns false, so that net/http can read the response from
+// the start. This spares each dial the header map, the strings and the
+// http.Response that http.ReadResponse builds.
+func readUpgraded(reader *bufio.Reader) (bool, int) {
 	for {
 		buffered, _ := reader.Peek(reader.Buffered())
-		switch scan, n := scanUpgraded(buffered); scan {
+		switch scan, n, bodyMax := scanUpgraded(buffered); scan {
 		case headUpgraded:
 			reader.Discard(n)
-			return true
+			return true, bodyMax
 		case headOther:
-			return false
+			return false, 0
 		}
 		// Wait for more. On an error (EOF, timeout, a head larger than the
 		// buffer), net/http reads again and reports it as it always has.
 		if _, err := reader.Peek(len(buffered) + 1); err != nil {
-			return false
+			return false, 0
 		}
 	}
 }
@@ -316,49 +359,55 @@ const (
 )
 
 // scanUpgraded looks for a complete response head in buf that is a 101 with
-// the token raft in an Upgrade header, and returns its length. It accepts
-// only what http.ReadResponse also accepts, with the same meaning: CRLF line
-// ends, an HTTP/1.1 status line, header names that are tokens, values
-// without control characters, no folded lines, and no Content-Length or
-// Transfer-Encoding (which net/http validates). Everything else is
-// headOther, even when net/http would take it.
-func scanUpgraded(buf []byte) (headScan, int) {
-	upgraded := false
+// the token raft in an Upgrade header, and returns its length and the value
+// of its bodyMaxHeader. It accepts only what http.ReadResponse also
+// accepts, with the same meaning: CRLF line ends, an HTTP/1.1 status line,
+// header names that are tokens, values without control characters, no
+// folded lines, no Content-Length or Transfer-Encoding (which net/http
+// validates), and at most one bodyMaxHeader, holding a number. Everything
+// else is headOther, even when net/http would take it.
+func scanUpgraded(buf []byte) (scan headScan, length, bodyMax int) {
+	upgraded, sawBodyMax := false, false
 	n := 0
 	for first := true; ; first = false {
 		end := bytes.IndexByte(buf[n:], '\n')
 		if end < 0 {
 			if first && !bytes.HasPrefix(status101, buf) && !bytes.HasPrefix(buf, status101) {
-				return headOther, 0
+				return headOther, 0, 0
 			}
-			return headIncomplete, 0
+			return headIncomplete, 0, 0
 		}
 		line := buf[n : n+end]
 		n += end + 1
 		var ok bool
 		if line, ok = bytes.CutSuffix(line, []byte("\r")); !ok {
-			return headOther, 0
+			return headOther, 0, 0
 		}
 		switch {
 		case first:
 			if !isStatus101(line) {
-				return headOther, 0
+				return headOther, 0, 0
 			}
 		case len(line) == 0:
 			if !upgraded {
-				return headOther, 0
+				return headOther, 0, 0
 			}
-			return headUpgraded, n
+			return headUpgraded, n, bodyMax
 		default:
 			name, value, ok := bytes.Cut(line, []byte(":"))
 			if !ok || !isToken(name) || !isFieldValue(value) {
-				return headOther, 0
+				return headOther, 0, 0
 			}
 			switch {
 			case asciiEqualFold(name, "Upgrade"):
 				upgraded = upgraded || tokenListHas(value, "raft")
+			case asciiEqualFold(name, bodyMaxHeader):
+				if bodyMax, ok = parseBodyMax(value); !ok || sawBodyMax {
+					return headOther, 0, 0
+				}
+				sawBodyMax = true
 			case asciiEqualFold(name, "Content-Length"), asciiEqualFold(name, "Transfer-Encoding"):
-				return headOther, 0
+				return headOther, 0, 0
 			}
 		}
 	}

@@ -39,16 +39,19 @@ const dlWait = 5 * time.Second
 const dlOriginal101 = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\n\r\n"
 
 // dlLayer returns a Layer that is only used to dial: its Handler is not
-// mounted anywhere. It is closed when the test ends.
+// mounted anywhere. It is closed when the test ends. Its dials are eager,
+// so that each Dial that returns has an Accept to pair with; the early
+// data tests (early_data_test.go) dial the default way.
 func dlLayer(t *testing.T, path string, dial rafthttp.Dial) *rafthttp.Layer {
 	t.Helper()
 	logger := clustertest.DebugLogger(t, "layer")
 	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
-		Path:    path,
-		Addr:    &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1},
-		Handler: rafthttp.NewHandlerWithLogger(logger),
-		Dial:    dial,
-		Logger:  logger,
+		Path:           path,
+		Addr:           &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1},
+		Handler:        rafthttp.NewHandlerWithLogger(logger),
+		Dial:           dial,
+		Logger:         logger,
+		EagerHandshake: true,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, layer.Close()) })

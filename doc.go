@@ -34,6 +34,20 @@
 // address of any existing member. [Example] runs a whole cluster. For TLS,
 // serve the mux with TLS and dial with [NewDialTLS].
 //
+// # Connection setup
+//
+// raft dials a new connection at start, after every failure or leader
+// change, and for every snapshot, and waits for it before its next request.
+// The first dial a Layer makes to a peer waits for the 101, whose headers
+// say whether the peer takes early data. Later dials to a peer that does
+// return once connected: the upgrade request goes out with raft's first
+// write, which rides in the request's body, so raft's first request costs
+// no more round trips than over TCP. The body is plain HTTP, so reverse
+// proxies forward it (nginx and Go's httputil.ReverseProxy are tested);
+// the peer reads all of it before its 101 confirms it, and a dial whose 101
+// does not is failed, never read as raft data, and the peer is dialed the
+// eager way for a while. [LayerConfig.EagerHandshake] turns early data off.
+//
 // # Shutdown
 //
 // Shut a node down in this order: raft.Raft.Shutdown, then the transport's
@@ -46,5 +60,8 @@
 // The wire format interoperates with nodes running the original rafthttp
 // package in both directions: such nodes send no Connection header and expect
 // only a 101 with "Upgrade: raft", which is what this package sends and
-// accepts.
+// accepts. Early data is an extension they never see: a Layer asks for it
+// with a Rafthttp-Body request header, which they ignore, and a Handler
+// offers it (Rafthttp-Body-Max on the 101) only to a request that asked, so
+// their requests get the original's answer byte for byte.
 package rafthttp

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -39,8 +40,14 @@ const (
 const switchingProtocols = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nConnection: Upgrade\r\n\r\n"
 
 // switchingProtocolsBytes is switchingProtocols ready to write, converted
-// once rather than on every upgrade.
-var switchingProtocolsBytes = []byte(switchingProtocols)
+// once rather than on every upgrade; switchingProtocolsBody is the answer
+// to a request that announced early data (see bodyHeader), which says the
+// body was read and how large a body the Handler takes.
+var (
+	switchingProtocolsBytes = []byte(switchingProtocols)
+	switchingProtocolsBody  = []byte(strings.TrimSuffix(switchingProtocols, "\r\n") +
+		bodyMaxHeader + ": " + strconv.Itoa(maxEarlyData) + "\r\n\r\n")
+)
 
 // HandlerConfig configures a [Handler]. The zero value of each field means
 // its documented default.
@@ -204,7 +211,19 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, rea
 		log = h.logger.Warn
 	}
 	log("refused request", "method", r.Method, "path", r.URL.Path, "remote-address", r.RemoteAddr, "status", status, "reason", reason)
+	bodyLeft := r.Method == http.MethodGet && r.ContentLength != 0
+	if bodyLeft {
+		// An upgrade's body is raft data, left unread when refused, so the
+		// connection cannot serve another request.
+		w.Header().Set("Connection", "close")
+	}
 	http.Error(w, reason, status)
+	if bodyLeft {
+		// net/http would read and discard the rest of the body before
+		// closing, with no time limit, holding the connection for as long
+		// as the peer cares to. The answer is written first regardless.
+		http.NewResponseController(w).SetReadDeadline(aLongTimeAgo)
+	}
 }
 
 // checkUpgrade validates an upgrade request and returns the status and
@@ -216,6 +235,36 @@ func checkUpgrade(r *http.Request) (int, string) {
 	}
 	if !headerHasToken(upgrade, "raft") {
 		return http.StatusBadRequest, fmt.Sprintf("rafthttp: unsupported upgrade %q: only raft is served here", strings.Join(upgrade, ", "))
+	}
+	return checkEarlyData(r)
+}
+
+// checkEarlyData validates the early data an upgrade request announces and
+// carries as its body (see bodyHeader). A body is raft's first bytes, so
+// it must be announced, whole, and no larger than the Handler reads before
+// it answers; a body that does not match its announcement was changed on
+// the way, and the raft data in it cannot be trusted.
+func checkEarlyData(r *http.Request) (int, string) {
+	announced, ok := r.Header[bodyHeader]
+	if !ok {
+		if r.ContentLength != 0 {
+			return http.StatusBadRequest, "rafthttp: an upgrade request's body must be announced in " + bodyHeader
+		}
+		return 0, ""
+	}
+	length, valid := 0, len(announced) == 1
+	if valid {
+		length, valid = parseBodyMax([]byte(announced[0]))
+	}
+	switch {
+	case !valid:
+		return http.StatusBadRequest, fmt.Sprintf("rafthttp: invalid %s %q: want one byte count", bodyHeader, strings.Join(announced, ", "))
+	case r.ContentLength < 0:
+		return http.StatusLengthRequired, "rafthttp: an upgrade request's body needs a Content-Length"
+	case int64(length) != r.ContentLength:
+		return http.StatusBadRequest, fmt.Sprintf("rafthttp: the upgrade request announced %d bytes of raft data but its body holds %d: something between the nodes changed it", length, r.ContentLength)
+	case length > maxEarlyData:
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("rafthttp: %d bytes of raft data in an upgrade request: at most %d are taken", length, maxEarlyData)
 	}
 	return 0, ""
 }
@@ -250,16 +299,23 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, status, reason)
 		return
 	}
+	// NewResponseController finds Hijack through middleware wrappers that
+	// implement Unwrap, which a type assertion on w would miss.
+	controller := http.NewResponseController(w)
+	body, err := h.readEarlyData(controller, r)
 	if h.ctx.Err() != nil {
-		// Checked again so that a Close racing the reservation still gets
-		// an HTTP refusal rather than a 101 and a dropped socket.
+		// Checked again so that a Close racing the reservation or the body
+		// still gets an HTTP refusal rather than a 101 and a dropped socket.
 		h.releaseSlot()
 		h.refuse(w, r, http.StatusServiceUnavailable, "rafthttp: handler closed")
 		return
 	}
-	// NewResponseController finds Hijack through middleware wrappers that
-	// implement Unwrap, which a type assertion on w would miss.
-	conn, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		h.releaseSlot()
+		h.refuse(w, r, http.StatusBadRequest, "rafthttp: reading the raft data in the upgrade request's body: "+err.Error())
+		return
+	}
+	conn, rw, err := controller.Hijack()
 	if err != nil {
 		h.releaseSlot()
 		reason := "rafthttp: cannot take over this connection: " + err.Error()
@@ -270,7 +326,8 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// From here on w belongs to nobody: failures are logged, not answered.
-	upgraded, err := h.switchProtocols(conn, rw.Reader)
+	_, announced := r.Header[bodyHeader]
+	upgraded, err := h.switchProtocols(conn, rw.Reader, announced, body)
 	if err != nil {
 		conn.Close()
 		h.releaseSlot()
@@ -303,10 +360,31 @@ func (h *Handler) reserveSlot(ctx context.Context) (int, string) {
 
 func (h *Handler) releaseSlot() { <-h.slots }
 
+// readEarlyData reads the body of an upgrade request that checkEarlyData
+// let through: the first bytes of raft data. It is read whole before the
+// 101, so that the 101 confirms it arrived, within the Handler's timeout.
+func (h *Handler) readEarlyData(controller *http.ResponseController, r *http.Request) ([]byte, error) {
+	if r.ContentLength <= 0 {
+		return nil, nil
+	}
+	// Not every ResponseWriter can set a deadline; the body is small and
+	// already on its way, and the server's own timeouts still apply. Close
+	// ends the read at once through the same deadline.
+	controller.SetReadDeadline(time.Now().Add(h.currentTimeout()))
+	stop := context.AfterFunc(h.ctx, func() { controller.SetReadDeadline(aLongTimeAgo) })
+	defer stop()
+	body := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(r.Body, body); err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
 // switchProtocols answers 101 on a hijacked connection and returns the
-// connection raft will use, which yields first any bytes the peer sent
-// behind the request head. It does not close conn.
-func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader) (net.Conn, error) {
+// connection raft will use, which yields first the request's body, then
+// any bytes the peer sent behind the request. The 101 confirms the body if
+// the request announced one. It does not close conn.
+func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader, announced bool, body []byte) (net.Conn, error) {
 	// net/http leaves its ReadTimeout and WriteTimeout deadlines on a
 	// hijacked conn; raft's connections live for hours, so clear them, and
 	// bound only the write of the 101 itself.
@@ -315,7 +393,11 @@ func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader) (net.Co
 		err = conn.SetWriteDeadline(time.Now().Add(h.currentTimeout()))
 	}
 	if err == nil {
-		_, err = conn.Write(switchingProtocolsBytes)
+		answer := switchingProtocolsBytes
+		if announced {
+			answer = switchingProtocolsBody
+		}
+		_, err = conn.Write(answer)
 	}
 	if err == nil {
 		err = conn.SetWriteDeadline(time.Time{})
@@ -323,11 +405,14 @@ func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader) (net.Co
 	if err != nil {
 		return nil, fmt.Errorf("write 101: %w", err)
 	}
-	// A peer may send raft bytes right behind its request head without
+	// A peer may also send raft bytes right behind its request without
 	// waiting for the 101; net/http may already have read them.
 	if n := buffered.Buffered(); n > 0 {
 		early, _ := buffered.Peek(n)
-		return newPrefixConn(conn, early), nil
+		body = append(body, early...)
+	}
+	if len(body) > 0 {
+		return &prefixConn{Conn: conn, prefix: body}, nil
 	}
 	return conn, nil
 }

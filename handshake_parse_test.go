@@ -16,9 +16,10 @@ import (
 // make of them. Whatever it leaves to net/http (headOther) keeps net/http's
 // behaviour; what it takes (headUpgraded) net/http must also take.
 var scanCases = []struct {
-	name string
-	head string
-	want headScan
+	name    string
+	head    string
+	want    headScan
+	bodyMax int
 }{
 	{name: "original package", head: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\n\r\n", want: headUpgraded},
 	{name: "rafthttp", head: switchingProtocols, want: headUpgraded},
@@ -29,6 +30,9 @@ var scanCases = []struct {
 	{name: "token in a second Upgrade", head: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nUpgrade: raft\r\n\r\n", want: headUpgraded},
 	{name: "no reason phrase", head: "HTTP/1.1 101\r\nUpgrade: raft\r\n\r\n", want: headUpgraded},
 	{name: "tabs and empty values", head: "HTTP/1.1 101 Switching Protocols\r\nVia: \r\nUpgrade:\t raft \t\r\n\r\n", want: headUpgraded},
+	{name: "rafthttp taking early data", head: string(switchingProtocolsBody), want: headUpgraded, bodyMax: maxEarlyData},
+	{name: "early data limit, lower case, spaced", head: "HTTP/1.1 101 Switching Protocols\r\nrafthttp-body-max: \t 100 \r\nUpgrade: raft\r\n\r\n", want: headUpgraded, bodyMax: 100},
+	{name: "early data limit zero", head: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nRafthttp-Body-Max: 0\r\n\r\n", want: headUpgraded},
 	{name: "proxy headers", head: "HTTP/1.1 101 Switching Protocols\r\nDate: Sun, 22 Nov 2026 03:00:00 GMT\r\nServer: nginx\r\nUpgrade: raft\r\nConnection: upgrade\r\n\r\n", want: headUpgraded},
 
 	{name: "nothing yet", head: "", want: headIncomplete},
@@ -55,6 +59,10 @@ var scanCases = []struct {
 	{name: "empty name", head: "HTTP/1.1 101 Switching Protocols\r\n: raft\r\nUpgrade: raft\r\n\r\n", want: headOther},
 	{name: "control character in a value", head: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\x00\r\n\r\n", want: headOther},
 	{name: "non-ASCII space around the token", head: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: \u00a0raft\r\n\r\n", want: headOther},
+	{name: "early data limit not a number", head: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nRafthttp-Body-Max: 1k\r\n\r\n", want: headOther},
+	{name: "early data limit negative", head: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nRafthttp-Body-Max: -1\r\n\r\n", want: headOther},
+	{name: "early data limit too long", head: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nRafthttp-Body-Max: 1234567890\r\n\r\n", want: headOther},
+	{name: "early data limit twice", head: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nRafthttp-Body-Max: 1\r\nRafthttp-Body-Max: 2\r\n\r\n", want: headOther},
 	{name: "Content-Length", head: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nContent-Length: 1, 2\r\n\r\n", want: headOther},
 	{name: "Transfer-Encoding", head: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nTransfer-Encoding: gzip\r\n\r\n", want: headOther},
 }
@@ -65,12 +73,13 @@ func TestScanUpgraded(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			const early = "raft bytes"
-			scan, n := scanUpgraded([]byte(tt.head + early))
+			scan, n, bodyMax := scanUpgraded([]byte(tt.head + early))
 			if tt.want == headIncomplete {
 				// Early bytes cannot follow an unfinished head.
-				scan, n = scanUpgraded([]byte(tt.head))
+				scan, n, bodyMax = scanUpgraded([]byte(tt.head))
 			}
 			assert.Equal(t, tt.want, scan)
+			assert.Equal(t, tt.bodyMax, bodyMax)
 			if scan == headUpgraded {
 				assert.Equal(t, len(tt.head), n, "the head ends at the blank line, before the early bytes")
 			} else {
@@ -93,8 +102,9 @@ func TestReadUpgraded(t *testing.T) {
 			t.Parallel()
 			const early = "raft bytes"
 			reader := bufio.NewReaderSize(iotest.OneByteReader(strings.NewReader(tt.head+early)), handshakeReadSize)
-			upgraded := readUpgraded(reader)
+			upgraded, bodyMax := readUpgraded(reader)
 			assert.Equal(t, tt.want == headUpgraded, upgraded)
+			assert.Equal(t, tt.bodyMax, bodyMax)
 			rest, err := io.ReadAll(reader)
 			require.NoError(t, err)
 			if upgraded {
@@ -108,7 +118,8 @@ func TestReadUpgraded(t *testing.T) {
 		t.Parallel()
 		head := "HTTP/1.1 101 Switching Protocols\r\nUpgr"
 		reader := bufio.NewReader(io.MultiReader(strings.NewReader(head), iotest.ErrReader(io.ErrUnexpectedEOF)))
-		assert.False(t, readUpgraded(reader))
+		upgraded, _ := readUpgraded(reader)
+		assert.False(t, upgraded)
 		rest, _ := io.ReadAll(reader)
 		assert.Equal(t, head, string(rest), "nothing consumed: net/http reads from the start")
 	})
@@ -116,8 +127,9 @@ func TestReadUpgraded(t *testing.T) {
 		t.Parallel()
 		head := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nX-Padding: " + strings.Repeat("x", handshakeReadSize) + "\r\n\r\n"
 		reader := bufio.NewReaderSize(strings.NewReader(head), handshakeReadSize)
-		assert.False(t, readUpgraded(reader), "left to net/http, which reads long lines")
-		step, err := readResponse(reader)
+		upgraded, _ := readUpgraded(reader)
+		assert.False(t, upgraded, "left to net/http, which reads long lines")
+		_, step, err := readResponse(reader)
 		require.NoError(t, err)
 		assert.Empty(t, step)
 	})
@@ -125,9 +137,9 @@ func TestReadUpgraded(t *testing.T) {
 
 // TestScanUpgradedAllocs checks the fast path allocates nothing.
 func TestScanUpgradedAllocs(t *testing.T) {
-	head := []byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c, raft\r\nConnection: Upgrade\r\n\r\n")
+	head := []byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c, raft\r\nConnection: Upgrade\r\nRafthttp-Body-Max: 65536\r\n\r\n")
 	allocs := testing.AllocsPerRun(100, func() {
-		if scan, _ := scanUpgraded(head); scan != headUpgraded {
+		if scan, _, _ := scanUpgraded(head); scan != headUpgraded {
 			t.Fatal("not upgraded")
 		}
 	})
@@ -135,7 +147,8 @@ func TestScanUpgradedAllocs(t *testing.T) {
 }
 
 // FuzzScanUpgraded checks that whatever the fast path takes, net/http also
-// takes as a 101 to raft with a head of the same length.
+// takes as a 101 to raft with a head of the same length and the same
+// early data limit.
 func FuzzScanUpgraded(f *testing.F) {
 	for _, tt := range scanCases {
 		f.Add([]byte(tt.head))
@@ -147,14 +160,17 @@ func FuzzScanUpgraded(f *testing.F) {
 
 func checkAgreesWithNetHTTP(t *testing.T, buf []byte) {
 	t.Helper()
-	scan, n := scanUpgraded(buf)
+	scan, n, bodyMax := scanUpgraded(buf)
 	if scan != headUpgraded {
 		return
 	}
 	reader := bufio.NewReader(bytes.NewReader(buf))
-	step, err := readResponse(reader)
+	slowBodyMax, step, err := readResponse(reader)
 	if err != nil {
 		t.Fatalf("the fast path takes %q, net/http fails at %s: %v", buf, step, err)
+	}
+	if bodyMax != slowBodyMax {
+		t.Fatalf("the fast path reads an early data limit of %d from %q, net/http %d", bodyMax, buf, slowBodyMax)
 	}
 	if consumed := len(buf) - reader.Buffered(); consumed != n {
 		t.Fatalf("the fast path reads a head of %d bytes from %q, net/http %d", n, buf, consumed)
@@ -171,7 +187,7 @@ func BenchmarkReadUpgradeResponse(b *testing.B) {
 		for b.Loop() {
 			head.Reset(switchingProtocols)
 			reader.Reset(head)
-			if !readUpgraded(reader) {
+			if ok, _ := readUpgraded(reader); !ok {
 				b.Fatal("not upgraded")
 			}
 		}
@@ -181,7 +197,7 @@ func BenchmarkReadUpgradeResponse(b *testing.B) {
 		for b.Loop() {
 			head.Reset(switchingProtocols)
 			reader.Reset(head)
-			if step, err := readResponse(reader); err != nil {
+			if _, step, err := readResponse(reader); err != nil {
 				b.Fatal(step, err)
 			}
 		}

@@ -327,7 +327,9 @@ func TestClusterShutdownLeavesNoGoroutines(t *testing.T) {
 // closes every connection its peers upgraded to it, with its raft still
 // running and its HTTP server still serving (a server never closes hijacked
 // connections). A test peer outside the cluster opens two: one carries a
-// raft RPC, so raft certainly accepted it, the other is dialed and left idle.
+// raft RPC, so raft certainly accepted it, the other is dialed eagerly (an
+// early data dial would not reach the target before its first write) and
+// left idle.
 func TestClusterLayerCloseClosesAcceptedConns(t *testing.T) {
 	cluster := clustertest.Start(t, 3, clustertest.Options{})
 	cluster.Apply("before close")
@@ -349,7 +351,13 @@ func TestClusterLayerCloseClosesAcceptedConns(t *testing.T) {
 	}, &response)
 	require.NoError(t, err)
 	require.False(t, response.Success)
-	idle, err := peerLayer.Dial(raft.ServerAddress(target.Addr), clustertest.WaitTimeout)
+	eager, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
+		Path: clustertest.Path, Addr: peerAddr, Handler: rafthttp.NewHandler(), EagerHandshake: true,
+		Logger: clustertest.Logger(t, "eager-peer"),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { eager.Close() })
+	idle, err := eager.Dial(raft.ServerAddress(target.Addr), clustertest.WaitTimeout)
 	require.NoError(t, err)
 	conns := append(peer.Conns(), idle)
 	require.Len(t, conns, 2)

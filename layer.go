@@ -39,19 +39,23 @@ type LayerConfig struct {
 	// Logger receives the Layer's logs. Nil means the Handler's logger.
 	Logger hclog.Logger
 
-	// LazyHandshake makes Dial return as soon as the upgrade request is
-	// written, and read and check the 101 on the connection's first Read, so
-	// that raft's first request travels without waiting a round trip for
-	// the answer (about 25 % off the first RPC on a new connection, see
-	// BENCHMARKS.md). A refused upgrade is never read as raft data: the
-	// first Read returns the *UpgradeError that Dial would have, and the
-	// connection is closed. The default is off.
+	// EagerHandshake makes every Dial wait for the peer's 101 before it
+	// returns, as the original rafthttp does.
 	//
-	// Turn it on only when peers are dialed directly, or through proxies
-	// known to forward bytes that arrive before the upstream's 101. Go's
-	// httputil.ReverseProxy, for one, drops them (golang/go#80875), so the
-	// first RPC on each connection would be lost and time out.
-	LazyHandshake bool
+	// By default a Layer learns, from the 101 of its first dial to a peer,
+	// whether the peer takes early data: later dials to it then return once
+	// connected, and raft's first request travels as the body of the
+	// upgrade request, saving the round trip the answer would cost (see
+	// BENCHMARKS.md). The body is plain HTTP, which proxies forward; the
+	// peer confirms it in its 101, and a dial whose 101 does not is failed,
+	// never read as raft data. Original nodes, and proxies that hide the
+	// answer, are dialed the eager way. After a dial with early data fails
+	// for any reason but a busy peer (503), the peer is dialed eagerly for
+	// five minutes, and a warning is logged.
+	//
+	// Set EagerHandshake when something between the nodes mishandles
+	// request bodies on upgrades in a way the checks above cannot see.
+	EagerHandshake bool
 }
 
 // Layer is a [raft.StreamLayer] that carries raft traffic over HTTP
@@ -68,7 +72,7 @@ type Layer struct {
 	logger  hclog.Logger
 	conns   *connSet
 	members *membershipClient
-	lazy    bool
+	peers   *peerTable // nil with EagerHandshake
 
 	// ctx ends on Close, canceling Join and Leave calls in flight.
 	ctx       context.Context
@@ -121,6 +125,10 @@ func NewLayerWithConfig(config LayerConfig) (*Layer, error) {
 	if logger == nil {
 		logger = config.Handler.logger
 	}
+	var peers *peerTable
+	if !config.EagerHandshake {
+		peers = newPeerTable(logger)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Layer{
 		path:    path,
@@ -130,7 +138,7 @@ func NewLayerWithConfig(config LayerConfig) (*Layer, error) {
 		logger:  logger,
 		conns:   newConnSet(),
 		members: newMembershipClient(dial),
-		lazy:    config.LazyHandshake,
+		peers:   peers,
 		ctx:     ctx,
 		cancel:  cancel,
 	}, nil
@@ -183,6 +191,12 @@ func (l *Layer) Addr() net.Addr { return l.addr }
 // bounds the connect, the request and the 101 together; zero or less bounds
 // only the connect, by DefaultTimeout. raft calls Dial for every new
 // connection.
+//
+// To a peer known to take early data (see [LayerConfig.EagerHandshake]),
+// Dial returns once connected; the request goes out with the first Write
+// and the 101 is read by the first Read, still within timeout unless the
+// caller sets deadlines of its own. A failed upgrade then surfaces there,
+// as the *UpgradeError Dial would have returned.
 func (l *Layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	if l.ctx.Err() != nil {
 		return nil, ErrClosed
@@ -198,7 +212,9 @@ func (l *Layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, 
 
 // DialContext is Dial bounded by ctx: its deadline, if any, covers the
 // whole handshake, and canceling it (or closing the Layer) ends the dial at
-// once. The connection it returns does not depend on ctx after it returns.
+// once. The connection it returns does not depend on ctx after it returns:
+// a handshake left to the first Write and Read, as with early data, is
+// bounded by ctx's deadline but not ended by its cancellation.
 func (l *Layer) DialContext(ctx context.Context, addr raft.ServerAddress) (net.Conn, error) {
 	if l.ctx.Err() != nil {
 		return nil, ErrClosed
@@ -216,7 +232,7 @@ func (l *Layer) DialContext(ctx context.Context, addr raft.ServerAddress) (net.C
 }
 
 func (l *Layer) dialUpgrade(ctx context.Context, deadline time.Time, addr raft.ServerAddress) (net.Conn, error) {
-	conn, err := dialUpgrade(ctx, deadline, l.dial, l.path, string(addr), l.lazy)
+	conn, err := dialUpgrade(ctx, deadline, l.dial, l.path, string(addr), l.peers)
 	if err != nil {
 		l.logger.Debug("upgrade dial failed", "address", addr, "error", err)
 		return nil, err

@@ -2,6 +2,7 @@ package benchmarks
 
 import (
 	"errors"
+	"io"
 	"net"
 	"runtime"
 	"sync"
@@ -15,7 +16,7 @@ import (
 // dialer opens a connection to a serving node the way raft's stream layer
 // of the given transport does: a bare TCP dial for tcp (what
 // raft.TCPStreamLayer.Dial does), an upgrade dial through a client Layer for
-// http.
+// http and http-eager.
 type dialer struct {
 	dial  func(addr raft.ServerAddress) (net.Conn, error)
 	close func()
@@ -31,7 +32,7 @@ func newDialer(tb testing.TB, transport string) *dialer {
 			close: func() {},
 		}
 	}
-	client := startHTTPNode(tb, transport == transportHTTPLazy)
+	client := startHTTPNode(tb, transport == transportHTTPEager)
 	return &dialer{
 		dial: func(addr raft.ServerAddress) (net.Conn, error) {
 			return client.layer.Dial(addr, ioTimeout)
@@ -40,17 +41,32 @@ func newDialer(tb testing.TB, transport string) *dialer {
 	}
 }
 
+// warmUp makes one dial and closes it, so that the timed dials are the
+// steady state: an http client has learned from its first dial to the
+// node that it takes early data.
+func (d *dialer) warmUp(tb testing.TB, addr raft.ServerAddress) {
+	tb.Helper()
+	conn, err := d.dial(addr)
+	if err != nil {
+		tb.Fatalf("warm-up dial: %v", err)
+	}
+	conn.Close()
+}
+
 // BenchmarkDial measures connection setup and close against a node served
-// by a raft NetworkTransport: a bare TCP dial to raft's TCP transport, or a
-// full upgrade dial (connect, request, 101) to a Handler whose Layer a
-// NetworkTransport is accepting from. p50-µs is the median dial.
+// by a raft NetworkTransport: a bare TCP dial to raft's TCP transport, or an
+// upgrade dial to a Handler whose Layer a NetworkTransport is accepting
+// from. For http, that is the connect alone, the upgrade going with the
+// first write (BenchmarkFirstRPC); for http-eager, the full handshake
+// (connect, request, 101). p50-µs is the median dial.
 func BenchmarkDial(b *testing.B) {
-	for _, transport := range dialTransports {
+	for _, transport := range connTransports {
 		b.Run("transport="+transport, func(b *testing.B) {
 			server := startEndpoint(b, transport, 0)
 			defer server.close()
 			d := newDialer(b, transport)
 			defer d.close()
+			d.warmUp(b, server.addr)
 			durations := make([]time.Duration, 0, b.N)
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -75,7 +91,7 @@ func BenchmarkDial(b *testing.B) {
 // connection after it; the server is a NetworkTransport whose RPCs are
 // answered at once. p50-µs is the median RPC.
 func BenchmarkFirstRPC(b *testing.B) {
-	for _, transport := range dialTransports {
+	for _, transport := range connTransports {
 		b.Run("transport="+transport, func(b *testing.B) {
 			server := startEndpoint(b, transport, 0)
 			defer server.close()
@@ -100,6 +116,11 @@ func BenchmarkFirstRPC(b *testing.B) {
 				RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax,
 					ID: []byte("client"), Addr: []byte(client.addr)},
 				Term: 1, PrevLogEntry: 1, PrevLogTerm: 1, LeaderCommitIndex: 1,
+			}
+			// The steady state: the client has dialed the server before.
+			var warmUp raft.AppendEntriesResponse
+			if err := client.trans.AppendEntries("server", server.addr, request, &warmUp); err != nil {
+				b.Fatal(err)
 			}
 			durations := make([]time.Duration, 0, b.N)
 			b.ReportAllocs()
@@ -126,17 +147,24 @@ func BenchmarkFirstRPC(b *testing.B) {
 const stormSize = 1000
 
 // BenchmarkUpgradeStorm makes 1,000 concurrent dials against one node per
-// iteration, each closed as soon as it is open, and fails unless every one
-// succeeds: bare TCP connects to a listener that accepts and closes, or
-// upgrade dials to a Handler whose Layer is accepting and closing. One op is
+// iteration and fails unless every one succeeds: bare TCP connects to a
+// listener, or upgrade dials to a Handler whose Layer is accepting. Each
+// connection carries one byte each way (so that an http dial, which sends
+// its request with its first write, is upgraded) and is closed. One op is
 // the whole storm; handshakes/s is connections per second.
 func BenchmarkUpgradeStorm(b *testing.B) {
-	for _, transport := range transports {
+	for _, transport := range connTransports {
 		b.Run("transport="+transport, func(b *testing.B) {
-			addr, stopServer := startAcceptor(b, transport, func(conn net.Conn) { conn.Close() })
+			addr, stopServer := startAcceptor(b, transport, func(conn net.Conn) {
+				go func() {
+					pong(conn)
+					conn.Close()
+				}()
+			})
 			defer stopServer()
 			d := newDialer(b, transport)
 			defer d.close()
+			d.warmUp(b, addr)
 			b.ResetTimer()
 			for range b.N {
 				var wg sync.WaitGroup
@@ -145,12 +173,14 @@ func BenchmarkUpgradeStorm(b *testing.B) {
 				for range stormSize {
 					wg.Go(func() {
 						conn, err := d.dial(addr)
+						if err == nil {
+							err = ping(conn)
+							conn.Close()
+						}
 						if err != nil {
 							failed.Add(1)
 							firstErr.CompareAndSwap(nil, &err)
-							return
 						}
-						conn.Close()
 					})
 				}
 				wg.Wait()
@@ -178,7 +208,7 @@ func startAcceptor(tb testing.TB, transport string, handle func(net.Conn)) (raft
 		}
 		accept, addr, closeServer = listener.Accept, raft.ServerAddress(listener.Addr().String()), func() { listener.Close() }
 	} else {
-		node := startHTTPNode(tb, false)
+		node := startHTTPNode(tb, transport == transportHTTPEager)
 		accept, addr, closeServer = node.layer.Accept, raft.ServerAddress(node.layer.Addr().String()), node.close
 	}
 	done := make(chan struct{})
@@ -203,17 +233,25 @@ const idleConns = 500
 
 // BenchmarkIdleConnMemory measures the heap held per idle connection, both
 // ends in this process: 500 connections are opened (bare TCP, or upgraded
-// through a Layer and taken from the other Layer's Accept) and held, and
+// through a Layer and taken from the other Layer's Accept), carry one byte
+// each way, as a pooled raft connection has carried an RPC, and are held;
 // the HeapAlloc difference after a GC, divided by 500, is B/conn.
 // goroutines/conn is the goroutines the connections keep alive.
 func BenchmarkIdleConnMemory(b *testing.B) {
-	for _, transport := range transports {
+	for _, transport := range connTransports {
 		b.Run("transport="+transport, func(b *testing.B) {
 			accepted := make(chan net.Conn, idleConns)
-			addr, stopServer := startAcceptor(b, transport, func(conn net.Conn) { accepted <- conn })
+			addr, stopServer := startAcceptor(b, transport, func(conn net.Conn) {
+				if pong(conn) == nil {
+					accepted <- conn
+				} else {
+					conn.Close()
+				}
+			})
 			defer stopServer()
 			d := newDialer(b, transport)
 			defer d.close()
+			d.warmUp(b, addr)
 			var heap, goroutines int64
 			b.ResetTimer()
 			for range b.N {
@@ -228,6 +266,9 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 						break
 					}
 					dialed = append(dialed, conn)
+					if err = ping(conn); err != nil {
+						break
+					}
 					select {
 					case conn = <-accepted:
 						held = append(held, conn)
@@ -253,6 +294,25 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 			b.ReportMetric(float64(goroutines)/float64(b.N*idleConns), "goroutines/conn")
 		})
 	}
+}
+
+// ping sends one byte on a dialed connection and waits for the answer.
+func ping(conn net.Conn) error {
+	if _, err := conn.Write([]byte{'p'}); err != nil {
+		return err
+	}
+	_, err := io.ReadFull(conn, make([]byte, 1))
+	return err
+}
+
+// pong answers a ping on an accepted connection.
+func pong(conn net.Conn) error {
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(conn, buf); err != nil {
+		return err
+	}
+	_, err := conn.Write(buf)
+	return err
 }
 
 func memStats() runtime.MemStats {

@@ -1,0 +1,134 @@
+//go:build unix
+
+package rafthttp_test
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rafthttp/rafthttp"
+	"github.com/rafthttp/rafthttp/internal/clustertest"
+)
+
+// edWarnings is an io.Writer for a logger that keeps what it is given.
+type edWarnings struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *edWarnings) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *edWarnings) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// TestEarlyDataThroughProxies runs a two-node cluster whose second node is
+// reached only through a reverse proxy, Go's httputil.ReverseProxy or nginx
+// configured as for WebSockets, with default Layers: the leader replicates
+// through the proxy, most of its dials carrying early data (its transport
+// keeps no pool, so it dials for every RPC). Every command arrives, the
+// node behind the proxy sees early data, and the leader's Layer never
+// falls back from it.
+func TestEarlyDataThroughProxies(t *testing.T) {
+	for _, kind := range []string{"httputil", "nginx"} {
+		t.Run(kind, func(t *testing.T) {
+			listen := func() net.Listener {
+				l, err := net.Listen("tcp", "127.0.0.1:0")
+				require.NoError(t, err)
+				return l
+			}
+			a, bBackend := listen(), listen()
+			var front string
+			switch kind {
+			case "httputil":
+				proxyListener := listen()
+				target, _ := url.Parse("http://" + bBackend.Addr().String())
+				proxy := &http.Server{Handler: httputil.NewSingleHostReverseProxy(target)}
+				go proxy.Serve(proxyListener)
+				t.Cleanup(func() { proxy.Close() })
+				front = proxyListener.Addr().String()
+			case "nginx":
+				front = clustertest.StartNginx(t, bBackend.Addr().String())
+			}
+			frontAddr, err := net.ResolveTCPAddr("tcp", front)
+			require.NoError(t, err)
+
+			var early atomic.Int64
+			warnings := &edWarnings{}
+			start := func(id raft.ServerID, serve net.Listener, advertise net.Addr, pool int) (*raft.Raft, *clustertest.FSM) {
+				logger := clustertest.Logger(t, string(id))
+				handler := rafthttp.NewHandlerWithLogger(logger.Named("rafthttp"))
+				layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
+					Path: clustertest.Path, Addr: advertise, Handler: handler,
+					Logger: hclog.New(&hclog.LoggerOptions{Name: string(id), Level: hclog.Warn, Output: warnings}),
+				})
+				require.NoError(t, err)
+				mux := http.NewServeMux()
+				mux.Handle(clustertest.Path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.ContentLength > 0 {
+						early.Add(1)
+					}
+					handler.ServeHTTP(w, r)
+				}))
+				server := &http.Server{Handler: mux}
+				go server.Serve(serve)
+				transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+					Stream: layer, MaxPool: pool, Timeout: time.Second, Logger: logger.Named("transport"),
+				})
+				fsm := &clustertest.FSM{}
+				store := raft.NewInmemStore()
+				r, err := raft.NewRaft(clustertest.Config(id, logger.Named("raft")), fsm, store, store,
+					raft.NewInmemSnapshotStore(), transport)
+				require.NoError(t, err)
+				t.Cleanup(func() {
+					r.Shutdown().Error()
+					transport.Close()
+					server.Close()
+				})
+				return r, fsm
+			}
+			leader, _ := start("a", a, a.Addr(), 0)
+			_, follower := start("b", bBackend, frontAddr, 3) // advertised: the proxy
+			require.NoError(t, leader.BootstrapCluster(raft.Configuration{Servers: []raft.Server{
+				{ID: "a", Address: raft.ServerAddress(a.Addr().String())},
+			}}).Error())
+			require.Eventually(t, func() bool { return leader.State() == raft.Leader }, 5*time.Second, 10*time.Millisecond)
+			// A non-voter: the leader commits alone, and only replication
+			// to b goes through the proxy.
+			require.NoError(t, leader.AddNonvoter("b", raft.ServerAddress(front), 0, 0).Error())
+			const commands = 20
+			for i := range commands {
+				require.NoError(t, leader.Apply([]byte{byte('a' + i)}, time.Second).Error())
+			}
+			clustertest.Eventually(t, func() error {
+				if got := len(follower.Commands()); got < commands {
+					return fmt.Errorf("b has %d of %d commands", got, commands)
+				}
+				if got := early.Load(); got < 3 {
+					return fmt.Errorf("b has seen %d upgrades with early data, want 3", got)
+				}
+				return nil
+			})
+			assert.Equal(t, "", warnings.String(), "no Layer fell back from early data")
+		})
+	}
+}

@@ -1,0 +1,374 @@
+package rafthttp_test
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rafthttp/rafthttp"
+	"github.com/rafthttp/rafthttp/internal/clustertest"
+)
+
+// ed101 is a rafthttp 101 that takes early data of up to 100 bytes: less
+// than a Handler's limit, so that tests see the Layer keep to the peer's.
+const ed101 = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nConnection: Upgrade\r\nRafthttp-Body-Max: 100\r\n\r\n"
+
+// edRequest is an upgrade request as a raw peer read it.
+type edRequest struct {
+	line string
+	// announced is the Rafthttp-Body header ("" without one), length the
+	// Content-Length header.
+	announced, length string
+	body              string
+}
+
+// eager reports whether the request came from a dial that waits for the
+// 101: one that announced no early data.
+func (r edRequest) eager() bool { return r.length == "" }
+
+// edPeer starts a raw peer that reads each connection's upgrade request,
+// body included, delivers it on the returned channel, and then lets answer
+// (given the connection's number, from 0) write the answer and serve.
+func edPeer(t *testing.T, answer func(i int, conn net.Conn, reader *bufio.Reader)) (string, <-chan edRequest) {
+	t.Helper()
+	requests := make(chan edRequest, 16)
+	var count atomic.Int64
+	addr := dlRawPeer(t, func(conn net.Conn) {
+		i := int(count.Add(1) - 1)
+		reader, line, header, err := dlReadHead(conn)
+		if err != nil {
+			return
+		}
+		request := edRequest{line: line, announced: header.Get("Rafthttp-Body"), length: header.Get("Content-Length")}
+		if n, err := strconv.Atoi(request.length); err == nil {
+			body := make([]byte, n)
+			if _, err := io.ReadFull(reader, body); err != nil {
+				return
+			}
+			request.body = string(body)
+		}
+		requests <- request
+		answer(i, conn, reader)
+	})
+	return addr, requests
+}
+
+// edEcho answers with ed101 and echoes what follows.
+func edEcho(_ int, conn net.Conn, reader *bufio.Reader) {
+	if _, err := io.WriteString(conn, ed101); err == nil {
+		io.Copy(conn, reader)
+	}
+}
+
+// edLayer returns a Layer that dials the default way, learning early data.
+func edLayer(t *testing.T, config rafthttp.LayerConfig) *rafthttp.Layer {
+	t.Helper()
+	logger := clustertest.DebugLogger(t, "layer")
+	config.Path = "/raft"
+	config.Addr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+	config.Handler = rafthttp.NewHandlerWithLogger(logger)
+	config.Logger = logger
+	layer, err := rafthttp.NewLayerWithConfig(config)
+	require.NoError(t, err)
+	t.Cleanup(func() { layer.Close() })
+	return layer
+}
+
+// edDial dials addr and registers the conn to be closed.
+func edDial(t *testing.T, layer *rafthttp.Layer, addr string, timeout time.Duration) net.Conn {
+	t.Helper()
+	conn, err := layer.Dial(raft.ServerAddress(addr), timeout)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// edRoundTrip writes out on conn and reads back len(want) bytes.
+func edRoundTrip(t *testing.T, conn net.Conn, out, want string) {
+	t.Helper()
+	_, err := io.WriteString(conn, out)
+	require.NoError(t, err)
+	got := make([]byte, len(want))
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(testWait)))
+	_, err = io.ReadFull(conn, got)
+	require.NoError(t, err)
+	assert.Equal(t, want, string(got))
+}
+
+// TestEarlyDataLearned checks the Layer's side of early data: the first dial
+// to a peer announces none and waits for the 101, which tells the limit;
+// later dials return before writing anything, and their first write goes
+// out as the request's body, up to the peer's limit, the rest after the
+// 101.
+func TestEarlyDataLearned(t *testing.T) {
+	t.Parallel()
+	addr, requests := edPeer(t, edEcho)
+	layer := edLayer(t, rafthttp.LayerConfig{})
+
+	first := edDial(t, layer, addr, testWait)
+	request := receive(t, requests, "the first request")
+	assert.Equal(t, "GET /raft HTTP/1.1", request.line)
+	assert.Equal(t, "0", request.announced, "a rafthttp dial asks whether the peer takes early data")
+	assert.True(t, request.eager(), "the first dial sends no body")
+	edRoundTrip(t, first, "after the 101", "after the 101")
+
+	second := edDial(t, layer, addr, testWait)
+	select {
+	case request := <-requests:
+		t.Fatalf("the dial sent its request before the first write: %+v", request)
+	case <-time.After(50 * time.Millisecond):
+	}
+	edRoundTrip(t, second, "hello", "")
+	request = receive(t, requests, "the second request")
+	assert.Equal(t, edRequest{line: "GET /raft HTTP/1.1", announced: "5", length: "5", body: "hello"}, request)
+	edRoundTrip(t, second, "more", "more")
+
+	// More than the peer takes: the body holds its limit, the rest follows
+	// the 101 on the same Write.
+	third := edDial(t, layer, addr, testWait)
+	large := strings.Repeat("0123456789", 25)
+	edRoundTrip(t, third, large, large[100:])
+	request = receive(t, requests, "the third request")
+	assert.Equal(t, "100", request.announced)
+	assert.Equal(t, large[:100], request.body)
+}
+
+// TestEarlyDataOriginalPeer checks that a peer whose 101 says nothing of
+// early data, as an original node's does not, is always dialed eagerly.
+func TestEarlyDataOriginalPeer(t *testing.T) {
+	t.Parallel()
+	addr, requests := edPeer(t, func(_ int, conn net.Conn, reader *bufio.Reader) {
+		if _, err := io.WriteString(conn, dlOriginal101); err == nil {
+			io.Copy(conn, reader)
+		}
+	})
+	layer := edLayer(t, rafthttp.LayerConfig{})
+	for i := range 3 {
+		conn := edDial(t, layer, addr, testWait)
+		request := receive(t, requests, "request "+strconv.Itoa(i))
+		assert.True(t, request.eager(), "dial %d sent its request without a body, before returning", i)
+		edRoundTrip(t, conn, "ping", "ping")
+	}
+}
+
+// TestEarlyDataEagerHandshake checks that LayerConfig.EagerHandshake keeps
+// every request in the original's form, without even asking.
+func TestEarlyDataEagerHandshake(t *testing.T) {
+	t.Parallel()
+	addr, requests := edPeer(t, edEcho)
+	layer := edLayer(t, rafthttp.LayerConfig{EagerHandshake: true})
+	for i := range 2 {
+		conn := edDial(t, layer, addr, testWait)
+		request := receive(t, requests, "request "+strconv.Itoa(i))
+		assert.Equal(t, edRequest{line: "GET /raft HTTP/1.1"}, request, "dial %d", i)
+		edRoundTrip(t, conn, "ping", "ping")
+	}
+}
+
+// TestEarlyDataRefusals checks what a dial with early data does when the
+// answer is not a 101 that confirms the body: the Read that waits for it
+// returns the *UpgradeError an eager dial would have, never data, so does
+// every later Read, a Write fails, and the connection is closed. The next
+// dial to the peer is eager, as its early data may be what went wrong,
+// unless the peer was only busy (503).
+func TestEarlyDataRefusals(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, answer, step string
+		timeout            bool
+		staysEarly         bool
+	}{
+		{name: "EOF", answer: "close", step: "read response"},
+		{name: "not HTTP", answer: "SSH-2.0-OpenSSH_9.6\r\n", step: "read response"},
+		{name: "503", answer: "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 25\r\n\r\nrafthttp: handler closed\n", step: "status", staysEarly: true},
+		{name: "400", answer: "HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\n\r\nbody", step: "status"},
+		{name: "101 websocket", answer: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", step: "upgrade header"},
+		{name: "101 without confirmation", answer: dlOriginal101 + "raft bytes", step: "upgrade header"},
+		{name: "silent", answer: "wait", step: "read response", timeout: true},
+		{name: "101 and data", answer: ed101 + "raft bytes", staysEarly: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			addr, requests := edPeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
+				switch {
+				case i != 1:
+					// The dial that learns, and the one after the test.
+					edEcho(i, conn, reader)
+					return
+				case tt.answer == "close":
+					return
+				case tt.answer != "wait":
+					io.WriteString(conn, tt.answer)
+				}
+				dlAwaitClosed(reader)
+			})
+			layer := edLayer(t, rafthttp.LayerConfig{})
+			edDial(t, layer, addr, testWait)
+			receive(t, requests, "the request that learns")
+
+			conn := edDial(t, layer, addr, 300*time.Millisecond)
+			_, err := io.WriteString(conn, "early")
+			require.NoError(t, err)
+			assert.Equal(t, "early", receive(t, requests, "the request with early data").body)
+
+			buf := make([]byte, 64)
+			n, err := conn.Read(buf)
+			if tt.step == "" {
+				require.NoError(t, err)
+				assert.Equal(t, "raft bytes", string(buf[:n]))
+			} else {
+				assert.Zero(t, n)
+				upgradeErr := dlUpgradeError(t, err, addr)
+				assert.Equal(t, tt.step, upgradeErr.Step, "error: %v", err)
+				assert.Equal(t, tt.timeout, upgradeErr.Timeout(), "error: %v", err)
+				n, again := conn.Read(buf)
+				assert.Zero(t, n)
+				assert.Same(t, err, again, "every Read returns the refusal")
+				_, again = conn.Write([]byte("x"))
+				assert.Same(t, err, again, "so does every Write")
+			}
+
+			next := edDial(t, layer, addr, testWait)
+			_, err = io.WriteString(next, "next")
+			require.NoError(t, err)
+			request := receive(t, requests, "the next request")
+			assert.Equal(t, tt.staysEarly, !request.eager(), "early data on the next dial: %+v", request)
+		})
+	}
+}
+
+// TestEarlyDataReadFirst checks that a dial with early data whose first use
+// is a Read sends its request without a body and reads the answer.
+func TestEarlyDataReadFirst(t *testing.T) {
+	t.Parallel()
+	addr, requests := edPeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
+		if i == 0 {
+			edEcho(i, conn, reader)
+			return
+		}
+		io.WriteString(conn, ed101+"the peer speaks first")
+		dlAwaitClosed(reader)
+	})
+	layer := edLayer(t, rafthttp.LayerConfig{})
+	edDial(t, layer, addr, testWait)
+	receive(t, requests, "the request that learns")
+
+	conn := edDial(t, layer, addr, testWait)
+	got := make([]byte, len("the peer speaks first"))
+	_, err := io.ReadFull(conn, got)
+	require.NoError(t, err)
+	assert.Equal(t, "the peer speaks first", string(got))
+	request := receive(t, requests, "the request")
+	assert.Equal(t, "0", request.announced)
+	assert.True(t, request.eager())
+}
+
+// TestEarlyDataWritesWaitForTheAnswer checks that nothing is written behind
+// the body before the 101 has come back: a proxy may drop such bytes, and
+// after a refusal they must not be sent at all. A second Write, and a Read,
+// wait for the answer; then both go through.
+func TestEarlyDataWritesWaitForTheAnswer(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	behind := make(chan string, 1)
+	addr, requests := edPeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
+		if i == 0 {
+			edEcho(i, conn, reader)
+			return
+		}
+		// Nothing may arrive behind the body before the 101.
+		conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if n, _ := reader.Peek(1); len(n) > 0 {
+			behind <- "bytes arrived before the 101"
+			return
+		}
+		conn.SetReadDeadline(time.Now().Add(testWait))
+		<-release
+		io.WriteString(conn, ed101+"answer")
+		second := make([]byte, len("second"))
+		io.ReadFull(reader, second)
+		behind <- string(second)
+		dlAwaitClosed(reader)
+	})
+	layer := edLayer(t, rafthttp.LayerConfig{})
+	edDial(t, layer, addr, testWait)
+	receive(t, requests, "the request that learns")
+
+	conn := edDial(t, layer, addr, testWait)
+	_, err := io.WriteString(conn, "first")
+	require.NoError(t, err)
+	assert.Equal(t, "first", receive(t, requests, "the request").body)
+	written := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(conn, "second")
+		written <- err
+	}()
+	read := make(chan string, 1)
+	go func() {
+		got := make([]byte, len("answer"))
+		io.ReadFull(conn, got)
+		read <- string(got)
+	}()
+	dlAssertBlocked(t, written, "a Write before the 101")
+	close(release)
+	require.NoError(t, receive(t, written, "the second Write"))
+	assert.Equal(t, "answer", receive(t, read, "the Read"))
+	assert.Equal(t, "second", receive(t, behind, "the second Write at the peer"))
+}
+
+// TestEarlyDataDeadlines checks the deadlines of a dial with early data:
+// the dial's own bounds the answer unless the caller sets one, and is
+// lifted once the connection is upgraded.
+func TestEarlyDataDeadlines(t *testing.T) {
+	t.Parallel()
+	addr, requests := edPeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
+		if i == 2 {
+			// Silent: only a deadline ends the wait.
+			dlAwaitClosed(reader)
+			return
+		}
+		edEcho(i, conn, reader)
+	})
+	layer := edLayer(t, rafthttp.LayerConfig{})
+	edDial(t, layer, addr, testWait)
+	receive(t, requests, "the request that learns")
+
+	t.Run("lifted", func(t *testing.T) {
+		conn := edDial(t, layer, addr, 50*time.Millisecond)
+		_, err := io.WriteString(conn, "a")
+		require.NoError(t, err)
+		// The second Write waits for the 101; the peer echoes it.
+		_, err = io.WriteString(conn, "b")
+		require.NoError(t, err)
+		got := make([]byte, 1)
+		_, err = io.ReadFull(conn, got)
+		require.NoError(t, err)
+		<-time.After(100 * time.Millisecond) // past the dial's deadline
+		_, err = io.WriteString(conn, "c")
+		require.NoError(t, err, "no write deadline is left")
+		_, err = io.ReadFull(conn, got)
+		require.NoError(t, err, "no read deadline is left")
+		assert.Equal(t, "c", string(got))
+	})
+	t.Run("caller's", func(t *testing.T) {
+		conn := edDial(t, layer, addr, testWait)
+		_, err := io.WriteString(conn, "a")
+		require.NoError(t, err)
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(100*time.Millisecond)))
+		start := time.Now()
+		_, err = conn.Read(make([]byte, 1))
+		upgradeErr := dlUpgradeError(t, err, addr)
+		assert.True(t, upgradeErr.Timeout(), "error: %v", err)
+		assert.Less(t, time.Since(start), testWait/2, "the caller's deadline, not the dial's")
+	})
+}

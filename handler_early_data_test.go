@@ -1,0 +1,412 @@
+package rafthttp_test
+
+import (
+	"bufio"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rafthttp/rafthttp"
+)
+
+// The Handler's side of early data: an upgrade request whose body holds
+// raft's first bytes. These tests speak raw HTTP to a real Handler, so they
+// see the exact bytes on the wire; early_data_test.go covers the Layer's
+// side. Their helpers are prefixed hed.
+
+// hedBody101 is, byte for byte, the 101 to a request that carried
+// Rafthttp-Body: it confirms the body and states the Handler's limit.
+const hedBody101 = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nConnection: Upgrade\r\nRafthttp-Body-Max: 65536\r\n\r\n"
+
+const (
+	// hedMaxBody is the largest body a Handler takes (Rafthttp-Body-Max).
+	hedMaxBody = 64 << 10
+
+	// hedTimeout is the Handler timeout of the tests that wait it out: it
+	// bounds how long the Handler waits for a body.
+	hedTimeout = 200 * time.Millisecond
+)
+
+// hedData returns n bytes of binary data, the same for the same seed: raft's
+// bytes are not text, and CR LF or NUL in a body must not confuse anyone.
+func hedData(n int, seed byte) string {
+	data := make([]byte, n)
+	rand.NewChaCha8([32]byte{seed}).Read(data)
+	return string(data)
+}
+
+// hedHead is an upgrade request head to server with the extra headers.
+func hedHead(server *hdServer, headers ...string) string {
+	return hdRequestHead(http.MethodGet, server.path, server.addr(),
+		append([]string{"Upgrade: raft", "Connection: Upgrade"}, headers...)...)
+}
+
+// hedAnnounce is what a rafthttp dial sends with a body of n bytes.
+func hedAnnounce(n int) []string {
+	count := strconv.Itoa(n)
+	return []string{"Rafthttp-Body: " + count, "Content-Length: " + count}
+}
+
+// hedUpgradeWith upgrades a new raw connection with an announced body and
+// requires the 101 that confirms it.
+func hedUpgradeWith(t *testing.T, server *hdServer, body string) net.Conn {
+	t.Helper()
+	conn := server.dialRaw(t)
+	hdWrite(t, conn, hedHead(server, hedAnnounce(len(body))...)+body)
+	require.Equal(t, hedBody101, hdReadFull(t, conn, len(hedBody101)))
+	return conn
+}
+
+// hedReadAll reads an accepted connection until the peer closes it, within
+// hdWait.
+func hedReadAll(t *testing.T, conn net.Conn) string {
+	t.Helper()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(hdWait)))
+	data, err := io.ReadAll(conn)
+	require.NoError(t, err, "read until the peer closes; got %d bytes so far", len(data))
+	return string(data)
+}
+
+// hedRequireSameBytes compares data too long and too binary for a readable
+// diff: it says how long each is and where they first differ.
+func hedRequireSameBytes(t *testing.T, want, got, what string) {
+	t.Helper()
+	if want == got {
+		return
+	}
+	at := 0
+	for at < min(len(want), len(got)) && want[at] == got[at] {
+		at++
+	}
+	t.Fatalf("%s: got %d bytes, want %d; they differ from byte %d on", what, len(got), len(want), at)
+}
+
+// hedRequireNextAccepted upgrades a new connection and requires that it is
+// the next one Accept returns: a refused request that had reached the
+// backlog would come out first, and a backlog slot it kept would leave a
+// Handler with Backlog 1 no room (503). Accept returns connections in the
+// order they were queued, so this is a bounded check with no waiting out.
+func hedRequireNextAccepted(t *testing.T, server *hdServer) {
+	t.Helper()
+	const marker = "first bytes of the upgrade after the refusal"
+	client := hedUpgradeWith(t, server, marker)
+	accepted := server.accept(t)
+	require.Equal(t, marker, hdReadFull(t, accepted, len(marker)), "Accept returned some other connection first")
+	hdExchange(t, client, accepted)
+}
+
+// TestHandlerEarlyData101 checks the exact 101: a request with
+// Rafthttp-Body, even announcing no body, is told the Handler reads bodies
+// and how large (so the Layer learns it may send them), while a request
+// without it, from an original node, gets the original 101 unchanged, byte
+// for byte, since original clients were written against that answer.
+func TestHandlerEarlyData101(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		headers []string
+		want    string
+	}{
+		{name: "Rafthttp-Body 0", headers: []string{"Rafthttp-Body: 0"}, want: hedBody101},
+		{name: "Rafthttp-Body 0 with Content-Length 0", headers: hedAnnounce(0), want: hedBody101},
+		{name: "lower-case header name", headers: []string{"rafthttp-body: 0"}, want: hedBody101},
+		{name: "count between spaces", headers: []string{"Rafthttp-Body:  0 "}, want: hedBody101},
+		{name: "original client", want: hdSwitchingProtocols},
+		{name: "original client with Content-Length 0", headers: []string{"Content-Length: 0"}, want: hdSwitchingProtocols},
+	}
+	for _, tt := range tests {
+		for _, useTLS := range []bool{false, true} {
+			t.Run(tt.name+"/"+hdTransport(useTLS), func(t *testing.T) {
+				t.Parallel()
+				server := startHDServer(t, hdServerOptions{tls: useTLS})
+				client := server.dialRaw(t)
+				hdWrite(t, client, hedHead(server, tt.headers...))
+				require.Equal(t, tt.want, hdReadFull(t, client, len(tt.want)))
+				hdRequireSilence(t, client) // nothing after the blank line
+				hdExchange(t, client, server.accept(t))
+			})
+		}
+	}
+}
+
+// TestHandlerEarlyDataDelivered checks what raft reads from an accepted
+// connection whose request carried a body, sent in one write with the head
+// and with raw bytes behind it: the body, then those raw bytes, then what
+// the peer wrote after the 101, in that order and nothing else. The sizes
+// take the body past net/http's 4 KiB read buffer and up to the limit,
+// where the Handler's read and net/http's own reads of the socket meet.
+func TestHandlerEarlyDataDelivered(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		body string
+		raw  string
+	}{
+		{name: "1 byte", body: "x", raw: "raw bytes behind the body"},
+		{name: "3000 bytes", body: hedData(3000, 1), raw: "raw bytes behind the body"},
+		{name: "65536 bytes", body: hedData(hedMaxBody, 2), raw: "raw bytes behind the body"},
+		{name: "65536 bytes and 10000 raw bytes", body: hedData(hedMaxBody, 3), raw: hedData(10000, 4)},
+		{name: "3000 bytes and no raw bytes", body: hedData(3000, 5)},
+		{name: "no body and raw bytes", raw: "raw bytes behind a head announcing 0"},
+	}
+	for _, tt := range tests {
+		for _, useTLS := range []bool{false, true} {
+			t.Run(tt.name+"/"+hdTransport(useTLS), func(t *testing.T) {
+				t.Parallel()
+				server := startHDServer(t, hdServerOptions{tls: useTLS})
+				client := server.dialRaw(t)
+				hdWrite(t, client, hedHead(server, hedAnnounce(len(tt.body))...)+tt.body+tt.raw)
+				require.Equal(t, hedBody101, hdReadFull(t, client, len(hedBody101)))
+				const later = "written after the 101"
+				hdWrite(t, client, later)
+
+				accepted := server.accept(t)
+				hdTransfer(t, accepted, client, "the other way")
+				require.NoError(t, client.Close())
+				got := hedReadAll(t, accepted)
+				hedRequireSameBytes(t, tt.body+tt.raw+later, got, "what raft read")
+			})
+		}
+	}
+}
+
+// TestHandlerEarlyDataSlowBody checks a body that arrives in pieces, as it
+// may behind a proxy or on a congested link: the Handler waits for all of
+// it, answers nothing until then (a 101 confirms the whole body arrived),
+// and raft reads it whole.
+func TestHandlerEarlyDataSlowBody(t *testing.T) {
+	t.Parallel()
+	body := hedData(3000, 6)
+	tests := []struct {
+		name string
+		// pieces, written one at a time after the head, make up the body.
+		pieces []string
+		// withHead is sent in the head's write.
+		withHead string
+	}{
+		{name: "three pieces", pieces: []string{body[:1], body[1:2000], body[2000:]}},
+		{name: "first bytes with the head", withHead: body[:100], pieces: []string{body[100:101], body[101:]}},
+		{name: "byte by byte at the end", withHead: body[:2997], pieces: []string{body[2997:2998], body[2998:2999], body[2999:]}},
+	}
+	for _, tt := range tests {
+		for _, useTLS := range []bool{false, true} {
+			t.Run(tt.name+"/"+hdTransport(useTLS), func(t *testing.T) {
+				t.Parallel()
+				tracker := newHDTracker()
+				server := startHDServer(t, hdServerOptions{tls: useTLS, wrap: tracker.wrap})
+				client := server.dialRaw(t)
+				hdWrite(t, client, hedHead(server, hedAnnounce(len(body))...)+tt.withHead)
+				receive(t, tracker.entered, "the request to reach the Handler")
+				for _, piece := range tt.pieces {
+					hdRequireSilence(t, client) // no answer before the whole body
+					hdWrite(t, client, piece)
+				}
+				require.Equal(t, hedBody101, hdReadFull(t, client, len(hedBody101)))
+				const later = "written after the 101"
+				hdWrite(t, client, later)
+
+				accepted := server.accept(t)
+				require.NoError(t, client.Close())
+				got := hedReadAll(t, accepted)
+				hedRequireSameBytes(t, body+later, got, "what raft read")
+			})
+		}
+	}
+}
+
+// TestHandlerEarlyDataRefused checks every request whose body the Handler
+// will not take: it is refused with the status that says why and a message
+// a person can act on, before any 101, and before it waits for room in the
+// backlog, so a full backlog (one connection, a long timeout) does not
+// delay the answer into a 503. Nothing of it reaches Accept.
+func TestHandlerEarlyDataRefused(t *testing.T) {
+	t.Parallel()
+	chunked := "Transfer-Encoding: chunked"
+	tests := []struct {
+		name       string
+		headers    []string
+		body       string
+		wantStatus int
+		wantReason string
+	}{
+		{name: "count x", headers: []string{"Rafthttp-Body: x"}, wantStatus: http.StatusBadRequest, wantReason: "invalid Rafthttp-Body"},
+		{name: "count -1", headers: []string{"Rafthttp-Body: -1"}, wantStatus: http.StatusBadRequest, wantReason: "invalid Rafthttp-Body"},
+		{name: "count +5", headers: []string{"Rafthttp-Body: +5", "Content-Length: 5"}, body: "hello", wantStatus: http.StatusBadRequest, wantReason: "invalid Rafthttp-Body"},
+		{name: "empty count", headers: []string{"Rafthttp-Body:"}, wantStatus: http.StatusBadRequest, wantReason: "invalid Rafthttp-Body"},
+		{name: "count in hex", headers: []string{"Rafthttp-Body: 0x5", "Content-Length: 5"}, body: "hello", wantStatus: http.StatusBadRequest, wantReason: "invalid Rafthttp-Body"},
+		{name: "count with a unit", headers: []string{"Rafthttp-Body: 5 bytes", "Content-Length: 5"}, body: "hello", wantStatus: http.StatusBadRequest, wantReason: "invalid Rafthttp-Body"},
+		{name: "count too long to parse", headers: []string{"Rafthttp-Body: 10000000000"}, wantStatus: http.StatusBadRequest, wantReason: "invalid Rafthttp-Body"},
+		{
+			name: "two headers", headers: []string{"Rafthttp-Body: 5", "Rafthttp-Body: 5", "Content-Length: 5"}, body: "hello",
+			wantStatus: http.StatusBadRequest, wantReason: "invalid Rafthttp-Body",
+		},
+		{
+			name: "two counts in one header", headers: []string{"Rafthttp-Body: 5, 5", "Content-Length: 5"}, body: "hello",
+			wantStatus: http.StatusBadRequest, wantReason: "invalid Rafthttp-Body",
+		},
+		{
+			name: "announced 10 with a body of 5", headers: []string{"Rafthttp-Body: 10", "Content-Length: 5"}, body: "hello",
+			wantStatus: http.StatusBadRequest, wantReason: "changed it",
+		},
+		{name: "announced 5 without a body", headers: []string{"Rafthttp-Body: 5"}, wantStatus: http.StatusBadRequest, wantReason: "changed it"},
+		{
+			name: "announced 0 with a body of 5", headers: []string{"Rafthttp-Body: 0", "Content-Length: 5"}, body: "hello",
+			wantStatus: http.StatusBadRequest, wantReason: "changed it",
+		},
+		{
+			name: "chunked", headers: []string{"Rafthttp-Body: 5", chunked}, body: "5\r\nhello\r\n0\r\n\r\n",
+			wantStatus: http.StatusLengthRequired, wantReason: "Content-Length",
+		},
+		{
+			name: "chunked announcing 0", headers: []string{"Rafthttp-Body: 0", chunked}, body: "0\r\n\r\n",
+			wantStatus: http.StatusLengthRequired, wantReason: "Content-Length",
+		},
+		{
+			name: "65537 bytes", headers: hedAnnounce(hedMaxBody + 1), body: hedData(hedMaxBody+1, 7),
+			wantStatus: http.StatusRequestEntityTooLarge, wantReason: "at most 65536",
+		},
+		{
+			name: "body without Rafthttp-Body", headers: []string{"Content-Length: 5"}, body: "hello",
+			wantStatus: http.StatusBadRequest, wantReason: "must be announced in Rafthttp-Body",
+		},
+		{
+			name: "chunked body without Rafthttp-Body", headers: []string{chunked}, body: "5\r\nhello\r\n0\r\n\r\n",
+			wantStatus: http.StatusBadRequest, wantReason: "must be announced in Rafthttp-Body",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			server := startHDServer(t, hdServerOptions{config: rafthttp.HandlerConfig{Backlog: 1, Timeout: hdLong}})
+			const waiting = "the connection that fills the backlog"
+			filler := hedUpgradeWith(t, server, waiting)
+
+			refused := server.dialRaw(t)
+			hdWrite(t, refused, hedHead(server, tt.headers...)+tt.body)
+			// A 101 first would be read as the response and fail the status.
+			response := hdReadResponse(t, bufio.NewReader(refused), http.MethodGet)
+			require.Equal(t, tt.wantStatus, response.status, "body: %s", response.body)
+			hdRequirePlainText(t, response)
+			assert.Contains(t, response.body, tt.wantReason)
+
+			// The backlog holds the filler and nothing else.
+			accepted := server.accept(t)
+			require.Equal(t, waiting, hdReadFull(t, accepted, len(waiting)))
+			hdExchange(t, filler, accepted)
+			hedRequireNextAccepted(t, server)
+		})
+	}
+}
+
+// TestHandlerEarlyDataIncompleteBody checks a body that never arrives
+// whole: its peer closes the connection, or stops sending, partway. The
+// Handler gives up within its timeout, answers 400 if the peer can still
+// read it, never 101, and frees its backlog slot, so with a backlog of one
+// the next upgrade still gets through; nothing reaches Accept.
+func TestHandlerEarlyDataIncompleteBody(t *testing.T) {
+	t.Parallel()
+	const announced = 10
+	tests := []struct {
+		name string
+		sent int // bytes of the body sent before the peer stops
+		// end is what the peer does then: "half-close" shuts its side for
+		// writing and reads the answer, "close" goes away, "stall" waits.
+		end string
+	}{
+		{name: "half-closed after 3 of 10 bytes", sent: 3, end: "half-close"},
+		{name: "half-closed after the head", end: "half-close"},
+		{name: "half-closed after 9 of 10 bytes", sent: 9, end: "half-close"},
+		{name: "closed after 3 of 10 bytes", sent: 3, end: "close"},
+		{name: "closed after the head", end: "close"},
+		{name: "stalled after 3 of 10 bytes", sent: 3, end: "stall"},
+		{name: "stalled after the head", end: "stall"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tracker := newHDTracker()
+			server := startHDServer(t, hdServerOptions{
+				config: rafthttp.HandlerConfig{Backlog: 1, Timeout: hedTimeout},
+				wrap:   tracker.wrap,
+			})
+			client := server.dialRaw(t)
+			start := time.Now()
+			hdWrite(t, client, hedHead(server, hedAnnounce(announced)...)+hedData(tt.sent, 8))
+			receive(t, tracker.entered, "the request to reach the Handler")
+			switch tt.end {
+			case "half-close":
+				require.NoError(t, client.(*net.TCPConn).CloseWrite())
+			case "close":
+				require.NoError(t, client.Close())
+			}
+			if tt.end != "close" {
+				raw := hdReadUntilClosed(t, client)
+				require.True(t, strings.HasPrefix(raw, "HTTP/1.1 400 "), "want a 400 and nothing before it, got %q", raw)
+				response := hdReadResponse(t, bufio.NewReader(strings.NewReader(raw)), http.MethodGet)
+				hdRequirePlainText(t, response)
+				assert.Contains(t, response.body, "reading the raft data")
+			}
+			if tt.end == "stall" {
+				require.GreaterOrEqual(t, time.Since(start), hedTimeout, "refused before the Handler's timeout")
+			}
+			receive(t, tracker.left, "the Handler to give up on the body")
+			hedRequireNextAccepted(t, server)
+		})
+	}
+}
+
+// TestHandlerEarlyDataRefusalWithBodyLeft checks that a refusal of an
+// upgrade whose body has not all arrived reaches the peer at once, and that
+// the connection is then closed: net/http would otherwise first wait for
+// the rest of the body, with no time limit, before answering.
+func TestHandlerEarlyDataRefusalWithBodyLeft(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		headers []string
+		status  string
+	}{
+		{name: "backlog full", headers: hedAnnounce(10), status: "503"},
+		{name: "length mismatch", headers: []string{"Rafthttp-Body: 10", "Content-Length: 5"}, status: "400"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			server := startHDServer(t, hdServerOptions{config: rafthttp.HandlerConfig{Backlog: 1, Timeout: hedTimeout}})
+			server.upgrade(t) // fills the backlog: nobody accepts
+			client := server.dialRaw(t)
+			hdWrite(t, client, hedHead(server, tt.headers...)+"abc")
+			raw := hdReadUntilClosed(t, client)
+			require.True(t, strings.HasPrefix(raw, "HTTP/1.1 "+tt.status+" "), "want a %s, got %q", tt.status, raw)
+			assert.Contains(t, raw, "Connection: close")
+		})
+	}
+}
+
+// TestHandlerEarlyDataClose checks that closing the Handler ends an upgrade
+// that is waiting for its body: the peer is refused with 503 at once,
+// never sent a 101 that would confirm a body raft will not read.
+func TestHandlerEarlyDataClose(t *testing.T) {
+	t.Parallel()
+	tracker := newHDTracker()
+	server := startHDServer(t, hdServerOptions{
+		config: rafthttp.HandlerConfig{Timeout: time.Minute},
+		wrap:   tracker.wrap,
+	})
+	client := server.dialRaw(t)
+	hdWrite(t, client, hedHead(server, hedAnnounce(10)...)+"abc")
+	receive(t, tracker.entered, "the request to reach the Handler")
+	server.handler.Close()
+	receive(t, tracker.left, "the Handler to give up on the body")
+	raw := hdReadUntilClosed(t, client)
+	require.True(t, strings.HasPrefix(raw, "HTTP/1.1 503 "), "want a 503, got %q", raw)
+	assert.Contains(t, raw, "handler closed")
+}
