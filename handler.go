@@ -204,13 +204,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, rea
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", retryAfterSeconds)
 	}
-	// Refusals of bad requests are routine (probes, elections, retries);
-	// only the server's own failures deserve a warning.
-	log := h.logger.Debug
-	if status >= http.StatusInternalServerError {
-		log = h.logger.Warn
-	}
-	log("refused request", "method", r.Method, "path", r.URL.Path, "remote-address", r.RemoteAddr, "status", status, "reason", reason)
+	h.logRefusal(r, status, reason)
 	bodyLeft := r.Method == http.MethodGet && r.ContentLength != 0
 	if bodyLeft {
 		// An upgrade's body is raft data, left unread when refused, so the
@@ -226,6 +220,33 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, rea
 	}
 }
 
+// refuseHijacked is refuse on a connection already taken from net/http: it
+// writes the same plain-text answer by hand and closes the connection.
+func (h *Handler) refuseHijacked(conn net.Conn, r *http.Request, status int, reason string) {
+	defer conn.Close()
+	h.logRefusal(r, status, reason)
+	head := "HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n" +
+		"Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n"
+	if status == http.StatusServiceUnavailable {
+		head += "Retry-After: " + retryAfterSeconds + "\r\n"
+	}
+	body := reason + "\n"
+	if err := conn.SetWriteDeadline(time.Now().Add(h.currentTimeout())); err == nil {
+		io.WriteString(conn, head+"Content-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
+	}
+}
+
+// logRefusal logs why a request was refused. Refusals of bad requests are
+// routine (probes, elections, retries); only the server's own failures
+// deserve a warning.
+func (h *Handler) logRefusal(r *http.Request, status int, reason string) {
+	log := h.logger.Debug
+	if status >= http.StatusInternalServerError {
+		log = h.logger.Warn
+	}
+	log("refused request", "method", r.Method, "path", r.URL.Path, "remote-address", r.RemoteAddr, "status", status, "reason", reason)
+}
+
 // checkUpgrade validates an upgrade request and returns the status and
 // reason to refuse it with, or 0 if it may proceed.
 func checkUpgrade(r *http.Request) (int, string) {
@@ -237,36 +258,6 @@ func checkUpgrade(r *http.Request) (int, string) {
 		return http.StatusBadRequest, fmt.Sprintf("rafthttp: unsupported upgrade %q: only raft is served here", strings.Join(upgrade, ", "))
 	}
 	return checkEarlyData(r)
-}
-
-// checkEarlyData validates the early data an upgrade request announces and
-// carries as its body (see bodyHeader). A body is raft's first bytes, so
-// it must be announced, whole, and no larger than the Handler reads before
-// it answers; a body that does not match its announcement was changed on
-// the way, and the raft data in it cannot be trusted.
-func checkEarlyData(r *http.Request) (int, string) {
-	announced, ok := r.Header[bodyHeader]
-	if !ok {
-		if r.ContentLength != 0 {
-			return http.StatusBadRequest, "rafthttp: an upgrade request's body must be announced in " + bodyHeader
-		}
-		return 0, ""
-	}
-	length, valid := 0, len(announced) == 1
-	if valid {
-		length, valid = parseBodyMax([]byte(announced[0]))
-	}
-	switch {
-	case !valid:
-		return http.StatusBadRequest, fmt.Sprintf("rafthttp: invalid %s %q: want one byte count", bodyHeader, strings.Join(announced, ", "))
-	case r.ContentLength < 0:
-		return http.StatusLengthRequired, "rafthttp: an upgrade request's body needs a Content-Length"
-	case int64(length) != r.ContentLength:
-		return http.StatusBadRequest, fmt.Sprintf("rafthttp: the upgrade request announced %d bytes of raft data but its body holds %d: something between the nodes changed it", length, r.ContentLength)
-	case length > maxEarlyData:
-		return http.StatusRequestEntityTooLarge, fmt.Sprintf("rafthttp: %d bytes of raft data in an upgrade request: at most %d are taken", length, maxEarlyData)
-	}
-	return 0, ""
 }
 
 // headerHasToken reports whether any of the comma-separated values holds
@@ -299,23 +290,16 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, status, reason)
 		return
 	}
-	// NewResponseController finds Hijack through middleware wrappers that
-	// implement Unwrap, which a type assertion on w would miss.
-	controller := http.NewResponseController(w)
-	body, err := h.readEarlyData(controller, r)
 	if h.ctx.Err() != nil {
-		// Checked again so that a Close racing the reservation or the body
-		// still gets an HTTP refusal rather than a 101 and a dropped socket.
+		// Checked again so that a Close racing the reservation still gets
+		// an HTTP refusal rather than a 101 and a dropped socket.
 		h.releaseSlot()
 		h.refuse(w, r, http.StatusServiceUnavailable, "rafthttp: handler closed")
 		return
 	}
-	if err != nil {
-		h.releaseSlot()
-		h.refuse(w, r, http.StatusBadRequest, "rafthttp: reading the raft data in the upgrade request's body: "+err.Error())
-		return
-	}
-	conn, rw, err := controller.Hijack()
+	// NewResponseController finds Hijack through middleware wrappers that
+	// implement Unwrap, which a type assertion on w would miss.
+	conn, rw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		h.releaseSlot()
 		reason := "rafthttp: cannot take over this connection: " + err.Error()
@@ -325,12 +309,15 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusInternalServerError, reason)
 		return
 	}
-	// From here on w belongs to nobody: failures are logged, not answered.
-	_, announced := r.Header[bodyHeader]
-	upgraded, err := h.switchProtocols(conn, rw.Reader, announced, body)
+	// From here on w belongs to nobody: answers are written by hand.
+	upgraded, status, err := h.switchProtocols(conn, rw.Reader, r)
 	if err != nil {
-		conn.Close()
 		h.releaseSlot()
+		if status != 0 {
+			h.refuseHijacked(conn, r, status, err.Error())
+			return
+		}
+		conn.Close()
 		h.logger.Warn("upgrade failed after hijacking", "remote-address", r.RemoteAddr, "path", r.URL.Path, "error", err)
 		return
 	}
@@ -360,50 +347,39 @@ func (h *Handler) reserveSlot(ctx context.Context) (int, string) {
 
 func (h *Handler) releaseSlot() { <-h.slots }
 
-// readEarlyData reads the body of an upgrade request that checkEarlyData
-// let through: the first bytes of raft data. It is read whole before the
-// 101, so that the 101 confirms it arrived, within the Handler's timeout.
-func (h *Handler) readEarlyData(controller *http.ResponseController, r *http.Request) ([]byte, error) {
-	if r.ContentLength <= 0 {
-		return nil, nil
-	}
-	// Not every ResponseWriter can set a deadline; the body is small and
-	// already on its way, and the server's own timeouts still apply. Close
-	// ends the read at once through the same deadline.
-	controller.SetReadDeadline(time.Now().Add(h.currentTimeout()))
-	stop := context.AfterFunc(h.ctx, func() { controller.SetReadDeadline(aLongTimeAgo) })
-	defer stop()
-	body := make([]byte, r.ContentLength)
-	if _, err := io.ReadFull(r.Body, body); err != nil {
-		return nil, err
-	}
-	return body, nil
-}
-
 // switchProtocols answers 101 on a hijacked connection and returns the
 // connection raft will use, which yields first the request's body, then
-// any bytes the peer sent behind the request. The 101 confirms the body if
-// the request announced one. It does not close conn.
-func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader, announced bool, body []byte) (net.Conn, error) {
+// any bytes the peer sent behind it. The body is read whole first, so that
+// a 101 to a request that announced it (see bodyHeader) confirms it. On
+// failure it returns, with the error, the status to refuse the request
+// with, or 0 if no answer can be written. It does not close conn.
+func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader, r *http.Request) (net.Conn, int, error) {
 	// net/http leaves its ReadTimeout and WriteTimeout deadlines on a
 	// hijacked conn; raft's connections live for hours, so clear them, and
-	// bound only the write of the 101 itself.
-	err := conn.SetDeadline(time.Time{})
-	if err == nil {
-		err = conn.SetWriteDeadline(time.Now().Add(h.currentTimeout()))
+	// bound only the body and the write of the 101.
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		return nil, 0, fmt.Errorf("clear deadlines: %w", err)
 	}
-	if err == nil {
-		answer := switchingProtocolsBytes
-		if announced {
-			answer = switchingProtocolsBody
+	body, err := h.readEarlyData(conn, buffered, r.ContentLength)
+	if err != nil {
+		if h.ctx.Err() != nil {
+			return nil, http.StatusServiceUnavailable, errors.New("rafthttp: handler closed")
 		}
+		return nil, http.StatusBadRequest, fmt.Errorf("rafthttp: reading the raft data in the upgrade request's body: %w", err)
+	}
+	answer := switchingProtocolsBytes
+	if _, announced := r.Header[bodyHeader]; announced {
+		answer = switchingProtocolsBody
+	}
+	err = conn.SetWriteDeadline(time.Now().Add(h.currentTimeout()))
+	if err == nil {
 		_, err = conn.Write(answer)
 	}
 	if err == nil {
 		err = conn.SetWriteDeadline(time.Time{})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("write 101: %w", err)
+		return nil, 0, fmt.Errorf("write 101: %w", err)
 	}
 	// A peer may also send raft bytes right behind its request without
 	// waiting for the 101; net/http may already have read them.
@@ -412,9 +388,9 @@ func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader, announc
 		body = append(body, early...)
 	}
 	if len(body) > 0 {
-		return &prefixConn{Conn: conn, prefix: body}, nil
+		return &prefixConn{Conn: conn, prefix: body}, 0, nil
 	}
-	return conn, nil
+	return conn, 0, nil
 }
 
 // deliver queues an upgraded connection for Accept, or closes it if the

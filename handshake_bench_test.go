@@ -14,10 +14,12 @@ import (
 	"github.com/rafthttp/rafthttp"
 )
 
-// BenchmarkUpgradeHandshake measures one upgrade dial through Layer.Dial
-// against a real http.Server with the Handler mounted, both sides in this
-// process: connect, request, 101, and close. A goroutine accepts and closes
-// the upgraded connections on the serving side.
+// BenchmarkUpgradeHandshake measures one full upgrade dial through
+// Layer.Dial against a real http.Server with the Handler mounted, both sides
+// in this process: connect, request, 101, and close. The Layer is eager, so
+// that every Dial performs the whole handshake (with early data, Dial only
+// connects). A goroutine accepts and closes the upgraded connections on the
+// serving side.
 func BenchmarkUpgradeHandshake(b *testing.B) {
 	// The default logger's level: Debug is disabled, as in production.
 	logger := hclog.New(&hclog.LoggerOptions{Name: "rafthttp", Output: io.Discard})
@@ -34,7 +36,9 @@ func BenchmarkUpgradeHandshake(b *testing.B) {
 		defer close(served)
 		server.Serve(listener)
 	}()
-	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{Path: "/raft", Addr: listener.Addr(), Handler: handler})
+	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
+		Path: "/raft", Addr: listener.Addr(), Handler: handler, EagerHandshake: true,
+	})
 	if err != nil {
 		b.Fatal(err)
 	}

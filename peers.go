@@ -9,32 +9,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// Early data: the first raft bytes of a connection sent as the body of its
-// upgrade request, so that raft's first request needs no round trip of its
-// own. The body is plain HTTP, which proxies forward (unlike bytes sent
-// behind a request head before the 101, which some drop), and the peer
-// reads all of it before it answers, so a 101 that confirms it proves it
-// arrived. Only peers known to take it get it: original nodes would drop it.
-const (
-	// bodyHeader, on an upgrade request, says how many bytes of raft data
-	// its body holds. Every rafthttp dial sends it, 0 when there is no body,
-	// which also asks the peer to say whether it takes bodies.
-	bodyHeader = "Rafthttp-Body"
-
-	// bodyMaxHeader, on a 101, answers a request that sent bodyHeader: the
-	// peer read the body whole, and takes bodies of up to this many bytes.
-	bodyMaxHeader = "Rafthttp-Body-Max"
-
-	// maxEarlyData is the largest body a Handler takes and a Layer sends:
-	// more than raft's heartbeats and most first requests, and little
-	// enough for the Handler to read whole before it answers.
-	maxEarlyData = 64 << 10
-
-	// earlyDataPause is how long a Layer dials a peer without early data
-	// after a dial with it failed in a way early data may explain.
-	earlyDataPause = 5 * time.Minute
-)
-
 // peerTable remembers, per peer address, whether the peer takes early data:
 // a Layer learns it from the 101 of a dial without, and forgets it for a
 // while when a dial with it fails. It is safe for concurrent use.
