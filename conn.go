@@ -2,9 +2,11 @@ package rafthttp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,16 +117,12 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// maxInlineBody is the most early data copied into the request head's
-// buffer to go out in one write; larger bodies go out as a second buffer of
-// the same writev.
-const maxInlineBody = 2048
-
 // lazyConn is an upgrade dial to a peer known to take early data, returned
 // as soon as it is connected. Its first Write sends the upgrade request with
-// up to bodyMax of the bytes written as the request's body. The answer is
-// read by the first Read, or by a Write with more to send, since bytes
-// behind the body must wait for it. A failed upgrade is never returned as
+// as many of the bytes written as fit (see request) as the request's body.
+// The answer is read by the first Read, or by a Write with more to send,
+// since bytes behind the body must wait for it; such a Write waits under
+// the read deadline. A failed upgrade is never returned as
 // data: that call returns the *UpgradeError an eager dial would have, so
 // does every later Read and Write, and the connection is closed.
 //
@@ -190,49 +188,44 @@ func (c *lazyConn) Write(p []byte) (int, error) {
 	if c.upgraded.Load() {
 		return c.Conn.Write(p)
 	}
+	// Held to the end, so that a Write split around the 101 goes out
+	// whole before any other.
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	written := 0
 	if !c.requested && c.err == nil {
-		// raft's first bytes ride in the request, as many as the peer takes.
-		written = min(len(p), c.bodyMax)
-		if err := c.request(p[:written]); err != nil {
-			c.mu.Unlock()
-			return 0, err
+		n, err := c.request(p)
+		if err != nil || n == len(p) {
+			return n, err
 		}
-		if written == len(p) {
-			c.mu.Unlock()
-			return written, nil
-		}
+		written = n
 	}
 	// Bytes behind the body wait for the answer: a proxy may not forward
 	// them before it, and a refusal must not be followed by raft data.
-	_, err := c.finish(nil)
-	c.mu.Unlock()
-	if err != nil {
+	if _, err := c.finish(nil); err != nil {
 		return written, err
 	}
 	n, err := c.Conn.Write(p[written:])
 	return written + n, err
 }
 
-// request writes the upgrade request with body as its early data.
-func (c *lazyConn) request(body []byte) error {
-	c.requested, c.body = true, len(body)
+// request writes the upgrade request with as much of data as early data as
+// the peer takes and maxEarlyRequest allows, and returns how much that is.
+func (c *lazyConn) request(data []byte) (int, error) {
 	hs := getHandshake(nil)
 	defer putHandshake(hs)
-	hs.head = appendUpgradeRequest(hs.head[:0], c.path, c.addr, len(body))
-	var err error
-	if len(body) <= maxInlineBody {
-		hs.head = append(hs.head, body...)
-		_, err = c.Conn.Write(hs.head)
-	} else {
-		buffers := net.Buffers{hs.head, body}
-		_, err = buffers.WriteTo(c.Conn)
+	n := min(len(data), c.bodyMax)
+	hs.head = appendUpgradeRequest(hs.head[:0], c.path, c.addr, n)
+	if over := len(hs.head) + n - maxEarlyRequest; over > 0 {
+		n = max(n-over, 0)
+		hs.head = appendUpgradeRequest(hs.head[:0], c.path, c.addr, n)
 	}
-	if err != nil {
-		return c.fail("write request", err)
+	c.requested, c.body = true, n
+	hs.head = append(hs.head, data[:n]...)
+	if _, err := c.Conn.Write(hs.head); err != nil {
+		return 0, c.fail("write request", err)
 	}
-	return nil
+	return n, nil
 }
 
 // finish completes the upgrade, if it is not complete: it writes the
@@ -247,13 +240,15 @@ func (c *lazyConn) finish(p []byte) (int, error) {
 		return 0, nil
 	}
 	if !c.requested {
-		if err := c.request(nil); err != nil {
+		if _, err := c.request(nil); err != nil {
 			return 0, err
 		}
 	}
 	hs := getHandshake(c.Conn)
 	defer putHandshake(hs)
-	bodyMax, step, err := readHead(context.Background(), hs.reader, c.deadline)
+	// No deadline for readHead to name: the one that ends the wait may be
+	// the dial's or the caller's (see fail).
+	bodyMax, step, err := readHead(context.Background(), hs.reader, time.Time{})
 	if err == nil && c.body > 0 && bodyMax == 0 {
 		// Nothing says the peer read the body: an original node, or a
 		// proxy that dropped it. raft's first bytes may be gone.
@@ -281,13 +276,18 @@ func (c *lazyConn) finish(p []byte) (int, error) {
 }
 
 // fail records why the upgrade failed, closes the connection and tells the
-// peer table, unless the failure is the caller's own Close.
+// peer table, unless the failure is the caller's own Close. A deadline
+// that ends the wait is reported as an eager dial's is, whichever deadline
+// it was.
 func (c *lazyConn) fail(step string, err error) error {
 	if c.closed.Load() {
 		c.err = &UpgradeError{Addr: c.addr, Step: step, Err: net.ErrClosed}
 		return c.err
 	}
-	c.err = &UpgradeError{Addr: c.addr, Step: step, Err: contextCause(context.Background(), c.deadline, err)}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
+	}
+	c.err = &UpgradeError{Addr: c.addr, Step: step, Err: err}
 	c.Conn.Close()
 	c.peers.failed(c.addr, c.err)
 	return c.err

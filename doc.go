@@ -41,12 +41,14 @@
 // The first dial a Layer makes to a peer waits for the 101, whose headers
 // say whether the peer takes early data. Later dials to a peer that does
 // return once connected: the upgrade request goes out with raft's first
-// write, which rides in the request's body, so raft's first request costs
-// no more round trips than over TCP. The body is plain HTTP, so reverse
-// proxies forward it (nginx and Go's httputil.ReverseProxy are tested);
-// the peer reads all of it before its 101 confirms it, and a dial whose 101
-// does not is failed, never read as raft data, and the peer is dialed the
-// eager way for a while. [LayerConfig.EagerHandshake] turns early data off.
+// write, which rides in the request's body as far as one TCP segment
+// allows, so that a heartbeat or a vote on a new connection costs no extra
+// round trip. The body is plain HTTP, so reverse proxies forward it (nginx
+// and Go's httputil.ReverseProxy are tested); the peer reads all of it
+// before its 101 confirms it, and a dial whose 101 does not is failed,
+// never read as raft data. Failures of such dials surface from the
+// connection's first Read or Write instead of from Dial.
+// [LayerConfig.EagerHandshake] turns early data off.
 //
 // # Shutdown
 //
@@ -60,8 +62,12 @@
 // The wire format interoperates with nodes running the original rafthttp
 // package in both directions: such nodes send no Connection header and expect
 // only a 101 with "Upgrade: raft", which is what this package sends and
-// accepts. Early data is an extension they never see: a Layer asks for it
-// with a Rafthttp-Body request header, which they ignore, and a Handler
-// offers it (Rafthttp-Body-Max on the 101) only to a request that asked, so
-// their requests get the original's answer byte for byte.
+// accepts. Early data is an extension that leaves them alone: a Layer asks
+// for it with a Rafthttp-Body request header, which they ignore, and a
+// Handler offers it (Rafthttp-Body-Max on the 101) only to a request that
+// asked, so they get the original's answer byte for byte. If an original
+// node takes over the address of a rafthttp one, the first dial with early
+// data to it fails on its plain 101; the request and its body fit one TCP
+// segment, so the original node drops the body with the request's buffer
+// and its raft never reads a byte of it.
 package rafthttp

@@ -16,7 +16,12 @@ import (
 // own. The body is plain HTTP, which proxies forward (unlike bytes sent
 // behind a request head before the 101, which some drop), and the peer
 // reads all of it before it answers, so a 101 that confirms it proves it
-// arrived. Only peers known to take it get it: original nodes would drop it.
+// arrived.
+//
+// Request and body together fit one TCP segment on any path, so that a
+// server that ignores the body reads it whole with the head and drops it
+// with its buffer when it hijacks the connection: an original node that
+// took the address of a rafthttp one never hands part of it to its raft.
 const (
 	// bodyHeader, on an upgrade request, says how many bytes of raft data
 	// its body holds. Every rafthttp dial sends it, 0 when there is no body,
@@ -27,10 +32,17 @@ const (
 	// peer read the body whole, and takes bodies of up to this many bytes.
 	bodyMaxHeader = "Rafthttp-Body-Max"
 
-	// maxEarlyData is the largest body a Handler takes and a Layer sends:
-	// more than raft's heartbeats and most first requests, and little
-	// enough for the Handler to read whole before it answers.
-	maxEarlyData = 64 << 10
+	// maxEarlyData is the largest body a Handler takes. It bounds what an
+	// upgrade makes the Handler hold before its 101; a Layer sends less
+	// (maxEarlyRequest).
+	maxEarlyData = 4096
+
+	// maxEarlyRequest bounds a request with early data, head and body: the
+	// TCP payload of one segment on any path (IPv6's minimum MTU of 1280
+	// bytes, less the IPv6 and TCP headers and TCP options). Heartbeats,
+	// votes and small appends fit; a longer first write sends what fits
+	// and the rest after the 101.
+	maxEarlyRequest = 1200
 
 	// earlyDataPause is how long a Layer dials a peer without early data
 	// after a dial with it failed in a way early data may explain.
@@ -70,14 +82,9 @@ func checkEarlyData(r *http.Request) (int, string) {
 // readEarlyData reads the n bytes of an upgrade request's body, the first
 // bytes of raft data, from the hijacked connection's reader, within the
 // Handler's timeout; Close ends the wait at once. The body is read before
-// the 101 so that the 101 can confirm it. It is read from the hijacked
-// reader, not the request's Body: reaching the end of that would start
-// net/http's background read of the connection, which the hijack must then
-// stop, a goroutine and two wake-ups for nothing.
+// the 101 so that the 101 can confirm it. On success the connection has no
+// read deadline.
 func (h *Handler) readEarlyData(conn net.Conn, reader *bufio.Reader, n int64) ([]byte, error) {
-	if n <= 0 {
-		return nil, nil
-	}
 	body := make([]byte, n)
 	if int64(reader.Buffered()) >= n {
 		// Usually the whole body came with the head: no wait, no timer.

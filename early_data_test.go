@@ -2,8 +2,10 @@ package rafthttp_test
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -80,6 +82,16 @@ func edLayer(t *testing.T, config rafthttp.LayerConfig) *rafthttp.Layer {
 	layer, err := rafthttp.NewLayerWithConfig(config)
 	require.NoError(t, err)
 	t.Cleanup(func() { layer.Close() })
+	return layer
+}
+
+// edLearned returns a default Layer that has dialed the edPeer at addr
+// once, and so learned whether it takes early data.
+func edLearned(t *testing.T, addr string, requests <-chan edRequest) *rafthttp.Layer {
+	t.Helper()
+	layer := edLayer(t, rafthttp.LayerConfig{})
+	edDial(t, layer, addr, testWait)
+	receive(t, requests, "the request that learns")
 	return layer
 }
 
@@ -178,8 +190,9 @@ func TestEarlyDataEagerHandshake(t *testing.T) {
 // answer is not a 101 that confirms the body: the Read that waits for it
 // returns the *UpgradeError an eager dial would have, never data, so does
 // every later Read, a Write fails, and the connection is closed. The next
-// dial to the peer is eager, as its early data may be what went wrong,
-// unless the peer was only busy (503).
+// dial to the peer is eager if early data may be what went wrong: a 101
+// that does not confirm the body, a refusal of the request as such, or a
+// connection cut before any answer; not after a timeout or another refusal.
 func TestEarlyDataRefusals(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -188,12 +201,14 @@ func TestEarlyDataRefusals(t *testing.T) {
 		staysEarly         bool
 	}{
 		{name: "EOF", answer: "close", step: "read response"},
-		{name: "not HTTP", answer: "SSH-2.0-OpenSSH_9.6\r\n", step: "read response"},
+		{name: "not HTTP", answer: "SSH-2.0-OpenSSH_9.6\r\n", step: "read response", staysEarly: true},
 		{name: "503", answer: "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 25\r\n\r\nrafthttp: handler closed\n", step: "status", staysEarly: true},
 		{name: "400", answer: "HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\n\r\nbody", step: "status"},
+		{name: "413", answer: "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 4\r\n\r\nbody", step: "status"},
+		{name: "404", answer: "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nbody", step: "status", staysEarly: true},
 		{name: "101 websocket", answer: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", step: "upgrade header"},
 		{name: "101 without confirmation", answer: dlOriginal101 + "raft bytes", step: "upgrade header"},
-		{name: "silent", answer: "wait", step: "read response", timeout: true},
+		{name: "silent", answer: "wait", step: "read response", timeout: true, staysEarly: true},
 		{name: "101 and data", answer: ed101 + "raft bytes", staysEarly: true},
 	}
 	for _, tt := range tests {
@@ -212,9 +227,7 @@ func TestEarlyDataRefusals(t *testing.T) {
 				}
 				dlAwaitClosed(reader)
 			})
-			layer := edLayer(t, rafthttp.LayerConfig{})
-			edDial(t, layer, addr, testWait)
-			receive(t, requests, "the request that learns")
+			layer := edLearned(t, addr, requests)
 
 			conn := edDial(t, layer, addr, 300*time.Millisecond)
 			_, err := io.WriteString(conn, "early")
@@ -231,6 +244,7 @@ func TestEarlyDataRefusals(t *testing.T) {
 				upgradeErr := dlUpgradeError(t, err, addr)
 				assert.Equal(t, tt.step, upgradeErr.Step, "error: %v", err)
 				assert.Equal(t, tt.timeout, upgradeErr.Timeout(), "error: %v", err)
+				assert.LessOrEqual(t, strings.Count(err.Error(), "deadline exceeded"), 1, "said once: %v", err)
 				n, again := conn.Read(buf)
 				assert.Zero(t, n)
 				assert.Same(t, err, again, "every Read returns the refusal")
@@ -259,9 +273,7 @@ func TestEarlyDataReadFirst(t *testing.T) {
 		io.WriteString(conn, ed101+"the peer speaks first")
 		dlAwaitClosed(reader)
 	})
-	layer := edLayer(t, rafthttp.LayerConfig{})
-	edDial(t, layer, addr, testWait)
-	receive(t, requests, "the request that learns")
+	layer := edLearned(t, addr, requests)
 
 	conn := edDial(t, layer, addr, testWait)
 	got := make([]byte, len("the peer speaks first"))
@@ -300,9 +312,7 @@ func TestEarlyDataWritesWaitForTheAnswer(t *testing.T) {
 		behind <- string(second)
 		dlAwaitClosed(reader)
 	})
-	layer := edLayer(t, rafthttp.LayerConfig{})
-	edDial(t, layer, addr, testWait)
-	receive(t, requests, "the request that learns")
+	layer := edLearned(t, addr, requests)
 
 	conn := edDial(t, layer, addr, testWait)
 	_, err := io.WriteString(conn, "first")
@@ -339,9 +349,7 @@ func TestEarlyDataDeadlines(t *testing.T) {
 		}
 		edEcho(i, conn, reader)
 	})
-	layer := edLayer(t, rafthttp.LayerConfig{})
-	edDial(t, layer, addr, testWait)
-	receive(t, requests, "the request that learns")
+	layer := edLearned(t, addr, requests)
 
 	t.Run("lifted", func(t *testing.T) {
 		conn := edDial(t, layer, addr, 50*time.Millisecond)
@@ -371,4 +379,85 @@ func TestEarlyDataDeadlines(t *testing.T) {
 		assert.True(t, upgradeErr.Timeout(), "error: %v", err)
 		assert.Less(t, time.Since(start), testWait/2, "the caller's deadline, not the dial's")
 	})
+}
+
+// TestEarlyDataOriginalTakesTheAddress checks what happens when a peer the
+// Layer learned takes early data is replaced, at the same address, by an
+// original node, whose Handler drops what net/http buffered with the
+// request and answers a plain 101. Request and early data fit one segment,
+// so the original's raft reads none of it; the Layer fails the connection
+// on the unconfirmed 101 (raft retries), never sends the rest of the write,
+// and dials the peer eagerly from then on.
+func TestEarlyDataOriginalTakesTheAddress(t *testing.T) {
+	t.Parallel()
+	const learnedMax = 4096
+	learn101 := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nConnection: Upgrade\r\nRafthttp-Body-Max: " + strconv.Itoa(learnedMax) + "\r\n\r\n"
+	seen := make(chan string, 1)
+	var count atomic.Int64
+	addr := dlRawPeer(t, func(conn net.Conn) {
+		if count.Add(1) == 1 {
+			// The rafthttp node the Layer learns from.
+			reader, _, _, err := dlReadHead(conn)
+			if err == nil {
+				io.WriteString(conn, learn101)
+				dlAwaitClosed(reader)
+			}
+			return
+		}
+		// The original node: net/http's 4 KiB reader, dropped on hijack.
+		if _, err := http.ReadRequest(bufio.NewReaderSize(conn, 4096)); err != nil {
+			return
+		}
+		io.WriteString(conn, dlOriginal101)
+		// What its raft reads.
+		conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		got, _ := io.ReadAll(conn)
+		seen <- string(got)
+	})
+	layer := edLayer(t, rafthttp.LayerConfig{})
+	edDial(t, layer, addr, testWait)
+
+	conn := edDial(t, layer, addr, testWait)
+	_, err := conn.Write(bytes.Repeat([]byte("r"), 3000))
+	upgradeErr := dlUpgradeError(t, err, addr)
+	assert.Equal(t, "upgrade header", upgradeErr.Step, "error: %v", err)
+	assert.Empty(t, receive(t, seen, "what the original's raft read"))
+
+	eager, err := layer.Dial(raft.ServerAddress(addr), testWait)
+	require.NoError(t, err, "an eager dial takes the plain 101")
+	eager.Close()
+}
+
+// TestEarlyDataCloseDuringHandshake checks that closing a dial with early
+// data while its Read waits for the 101 ends the Read with net.ErrClosed,
+// and is not held against the peer: the next dial still sends early data.
+func TestEarlyDataCloseDuringHandshake(t *testing.T) {
+	t.Parallel()
+	addr, requests := edPeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
+		if i == 1 {
+			dlAwaitClosed(reader) // silent
+			return
+		}
+		edEcho(i, conn, reader)
+	})
+	layer := edLearned(t, addr, requests)
+
+	conn := edDial(t, layer, addr, testWait)
+	_, err := io.WriteString(conn, "early")
+	require.NoError(t, err)
+	receive(t, requests, "the request with early data")
+	read := make(chan error, 1)
+	go func() {
+		_, err := conn.Read(make([]byte, 1))
+		read <- err
+	}()
+	dlAssertBlocked(t, read, "a Read waiting for the 101")
+	require.NoError(t, conn.Close())
+	err = receive(t, read, "the Read")
+	assert.ErrorIs(t, err, net.ErrClosed)
+
+	next := edDial(t, layer, addr, testWait)
+	_, err = io.WriteString(next, "next")
+	require.NoError(t, err)
+	assert.Equal(t, "next", receive(t, requests, "the next request").body)
 }

@@ -57,8 +57,10 @@ type HandlerConfig struct {
 	Logger hclog.Logger
 
 	// Timeout bounds how long a join or leave request waits for
-	// raftmembership.HandleChangeRequests to take it and answer, and how long
-	// an upgrade waits for room in the backlog. Zero means DefaultTimeout.
+	// raftmembership.HandleChangeRequests to take it and answer, how long
+	// an upgrade waits for room in the backlog, and how long it waits for
+	// the early data its request announces (see
+	// LayerConfig.EagerHandshake). Zero means DefaultTimeout.
 	Timeout time.Duration
 
 	// Backlog is how many upgraded connections may wait to be taken by
@@ -135,8 +137,8 @@ func NewHandlerWithConfig(config HandlerConfig) *Handler {
 }
 
 // Timeout sets how long a membership request waits to be handled, and how
-// long an upgrade waits for room in the backlog. Zero or less restores
-// DefaultTimeout. It may be called at any time.
+// long an upgrade waits for room in the backlog and for its early data.
+// Zero or less restores DefaultTimeout. It may be called at any time.
 func (h *Handler) Timeout(timeout time.Duration) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -286,6 +288,10 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, status, reason)
 		return
 	}
+	if r.ContentLength > 0 {
+		h.serveEarlyData(w, r)
+		return
+	}
 	if status, reason := h.reserveSlot(r.Context()); status != 0 {
 		h.refuse(w, r, status, reason)
 		return
@@ -297,31 +303,59 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusServiceUnavailable, "rafthttp: handler closed")
 		return
 	}
+	conn, rw, ok := h.hijack(w, r)
+	if !ok {
+		h.releaseSlot()
+		return
+	}
+	h.switchProtocols(conn, rw.Reader, r, nil)
+}
+
+// serveEarlyData serves an upgrade whose body holds early data. The body is
+// read before a backlog slot is taken, so that a peer that never sends it
+// holds no slot, and from the hijacked reader rather than the request's
+// Body: reaching the end of that would start net/http's background read of
+// the connection, which the hijack must then stop, a goroutine and two
+// wake-ups for nothing. Refusals are written by hand.
+func (h *Handler) serveEarlyData(w http.ResponseWriter, r *http.Request) {
+	conn, rw, ok := h.hijack(w, r)
+	if !ok {
+		return
+	}
+	body, err := h.readEarlyData(conn, rw.Reader, r.ContentLength)
+	if err == nil && h.ctx.Err() == nil {
+		if status, reason := h.reserveSlot(context.Background()); status != 0 {
+			h.refuseHijacked(conn, r, status, reason)
+			return
+		}
+		if h.ctx.Err() == nil {
+			h.switchProtocols(conn, rw.Reader, r, body)
+			return
+		}
+		h.releaseSlot()
+	}
+	if h.ctx.Err() != nil {
+		h.refuseHijacked(conn, r, http.StatusServiceUnavailable, "rafthttp: handler closed")
+		return
+	}
+	h.refuseHijacked(conn, r, http.StatusBadRequest, "rafthttp: reading the raft data in the upgrade request's body: "+err.Error())
+}
+
+// hijack takes the connection over from net/http, or refuses the request
+// and reports false.
+func (h *Handler) hijack(w http.ResponseWriter, r *http.Request) (net.Conn, *bufio.ReadWriter, bool) {
 	// NewResponseController finds Hijack through middleware wrappers that
 	// implement Unwrap, which a type assertion on w would miss.
 	conn, rw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		h.releaseSlot()
 		reason := "rafthttp: cannot take over this connection: " + err.Error()
 		if errors.Is(err, http.ErrNotSupported) {
 			reason = "rafthttp: cannot take over this connection: the ResponseWriter does not support hijacking (HTTP/2, or a middleware that hides http.Hijacker without an Unwrap method)"
 		}
 		h.refuse(w, r, http.StatusInternalServerError, reason)
-		return
+		return nil, nil, false
 	}
-	// From here on w belongs to nobody: answers are written by hand.
-	upgraded, status, err := h.switchProtocols(conn, rw.Reader, r)
-	if err != nil {
-		h.releaseSlot()
-		if status != 0 {
-			h.refuseHijacked(conn, r, status, err.Error())
-			return
-		}
-		conn.Close()
-		h.logger.Warn("upgrade failed after hijacking", "remote-address", r.RemoteAddr, "path", r.URL.Path, "error", err)
-		return
-	}
-	h.deliver(upgraded, r)
+	return conn, rw, true
 }
 
 // reserveSlot takes a backlog token, waiting up to the timeout for one.
@@ -347,31 +381,24 @@ func (h *Handler) reserveSlot(ctx context.Context) (int, string) {
 
 func (h *Handler) releaseSlot() { <-h.slots }
 
-// switchProtocols answers 101 on a hijacked connection and returns the
-// connection raft will use, which yields first the request's body, then
-// any bytes the peer sent behind it. The body is read whole first, so that
-// a 101 to a request that announced it (see bodyHeader) confirms it. On
-// failure it returns, with the error, the status to refuse the request
-// with, or 0 if no answer can be written. It does not close conn.
-func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader, r *http.Request) (net.Conn, int, error) {
-	// net/http leaves its ReadTimeout and WriteTimeout deadlines on a
-	// hijacked conn; raft's connections live for hours, so clear them, and
-	// bound only the body and the write of the 101.
-	if err := conn.SetDeadline(time.Time{}); err != nil {
-		return nil, 0, fmt.Errorf("clear deadlines: %w", err)
-	}
-	body, err := h.readEarlyData(conn, buffered, r.ContentLength)
-	if err != nil {
-		if h.ctx.Err() != nil {
-			return nil, http.StatusServiceUnavailable, errors.New("rafthttp: handler closed")
-		}
-		return nil, http.StatusBadRequest, fmt.Errorf("rafthttp: reading the raft data in the upgrade request's body: %w", err)
-	}
+// switchProtocols answers 101 on a hijacked connection, for which a
+// backlog slot is taken, and queues for Accept the connection raft will
+// use, which yields first body, the early data already read, then any
+// bytes the peer sent behind the request. The 101 confirms the body if the
+// request announced one (see bodyHeader). On failure the connection is
+// closed and the slot released.
+func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader, r *http.Request, body []byte) {
 	answer := switchingProtocolsBytes
 	if _, announced := r.Header[bodyHeader]; announced {
 		answer = switchingProtocolsBody
 	}
-	err = conn.SetWriteDeadline(time.Now().Add(h.currentTimeout()))
+	// net/http leaves its ReadTimeout and WriteTimeout deadlines on a
+	// hijacked conn; raft's connections live for hours, so clear them, and
+	// bound only the write of the 101 itself.
+	err := conn.SetDeadline(time.Time{})
+	if err == nil {
+		err = conn.SetWriteDeadline(time.Now().Add(h.currentTimeout()))
+	}
 	if err == nil {
 		_, err = conn.Write(answer)
 	}
@@ -379,7 +406,10 @@ func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader, r *http
 		err = conn.SetWriteDeadline(time.Time{})
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("write 101: %w", err)
+		conn.Close()
+		h.releaseSlot()
+		h.logger.Warn("upgrade failed after hijacking", "remote-address", r.RemoteAddr, "path", r.URL.Path, "error", fmt.Errorf("write 101: %w", err))
+		return
 	}
 	// A peer may also send raft bytes right behind its request without
 	// waiting for the 101; net/http may already have read them.
@@ -388,9 +418,10 @@ func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader, r *http
 		body = append(body, early...)
 	}
 	if len(body) > 0 {
-		return &prefixConn{Conn: conn, prefix: body}, 0, nil
+		h.deliver(&prefixConn{Conn: conn, prefix: body}, r)
+		return
 	}
-	return conn, 0, nil
+	h.deliver(conn, r)
 }
 
 // deliver queues an upgraded connection for Accept, or closes it if the

@@ -24,11 +24,11 @@ import (
 
 // hedBody101 is, byte for byte, the 101 to a request that carried
 // Rafthttp-Body: it confirms the body and states the Handler's limit.
-const hedBody101 = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nConnection: Upgrade\r\nRafthttp-Body-Max: 65536\r\n\r\n"
+const hedBody101 = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nConnection: Upgrade\r\nRafthttp-Body-Max: 4096\r\n\r\n"
 
 const (
 	// hedMaxBody is the largest body a Handler takes (Rafthttp-Body-Max).
-	hedMaxBody = 64 << 10
+	hedMaxBody = 4096
 
 	// hedTimeout is the Handler timeout of the tests that wait it out: it
 	// bounds how long the Handler waits for a body.
@@ -152,8 +152,8 @@ func TestHandlerEarlyDataDelivered(t *testing.T) {
 	}{
 		{name: "1 byte", body: "x", raw: "raw bytes behind the body"},
 		{name: "3000 bytes", body: hedData(3000, 1), raw: "raw bytes behind the body"},
-		{name: "65536 bytes", body: hedData(hedMaxBody, 2), raw: "raw bytes behind the body"},
-		{name: "65536 bytes and 10000 raw bytes", body: hedData(hedMaxBody, 3), raw: hedData(10000, 4)},
+		{name: "4096 bytes", body: hedData(hedMaxBody, 2), raw: "raw bytes behind the body"},
+		{name: "4096 bytes and 10000 raw bytes", body: hedData(hedMaxBody, 3), raw: hedData(10000, 4)},
 		{name: "3000 bytes and no raw bytes", body: hedData(3000, 5)},
 		{name: "no body and raw bytes", raw: "raw bytes behind a head announcing 0"},
 	}
@@ -270,8 +270,8 @@ func TestHandlerEarlyDataRefused(t *testing.T) {
 			wantStatus: http.StatusLengthRequired, wantReason: "Content-Length",
 		},
 		{
-			name: "65537 bytes", headers: hedAnnounce(hedMaxBody + 1), body: hedData(hedMaxBody+1, 7),
-			wantStatus: http.StatusRequestEntityTooLarge, wantReason: "at most 65536",
+			name: "4097 bytes", headers: hedAnnounce(hedMaxBody + 1), body: hedData(hedMaxBody+1, 7),
+			wantStatus: http.StatusRequestEntityTooLarge, wantReason: "at most 4096",
 		},
 		{
 			name: "body without Rafthttp-Body", headers: []string{"Content-Length: 5"}, body: "hello",
@@ -364,9 +364,10 @@ func TestHandlerEarlyDataIncompleteBody(t *testing.T) {
 }
 
 // TestHandlerEarlyDataRefusalWithBodyLeft checks that a refusal of an
-// upgrade whose body has not all arrived reaches the peer at once, and that
-// the connection is then closed: net/http would otherwise first wait for
-// the rest of the body, with no time limit, before answering.
+// upgrade with a body reaches the peer, and that the connection is then
+// closed: before the Handler reads the body (a mismatch), net/http would
+// otherwise first wait for the rest of it, with no time limit; after (a
+// full backlog), the Handler answers by hand.
 func TestHandlerEarlyDataRefusalWithBodyLeft(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -374,7 +375,7 @@ func TestHandlerEarlyDataRefusalWithBodyLeft(t *testing.T) {
 		headers []string
 		status  string
 	}{
-		{name: "backlog full", headers: hedAnnounce(10), status: "503"},
+		{name: "backlog full", headers: hedAnnounce(3), status: "503"},
 		{name: "length mismatch", headers: []string{"Rafthttp-Body: 10", "Content-Length: 5"}, status: "400"},
 	}
 	for _, tt := range tests {
@@ -409,4 +410,20 @@ func TestHandlerEarlyDataClose(t *testing.T) {
 	raw := hdReadUntilClosed(t, client)
 	require.True(t, strings.HasPrefix(raw, "HTTP/1.1 503 "), "want a 503, got %q", raw)
 	assert.Contains(t, raw, "handler closed")
+}
+
+// TestHandlerEarlyDataStalledBodyHoldsNoSlot checks that an upgrade whose
+// body never arrives does not hold a backlog slot while the Handler waits
+// for it: with a backlog of one, another upgrade goes through meanwhile.
+func TestHandlerEarlyDataStalledBodyHoldsNoSlot(t *testing.T) {
+	t.Parallel()
+	tracker := newHDTracker()
+	server := startHDServer(t, hdServerOptions{
+		config: rafthttp.HandlerConfig{Backlog: 1, Timeout: time.Minute},
+		wrap:   tracker.wrap,
+	})
+	stalled := server.dialRaw(t)
+	hdWrite(t, stalled, hedHead(server, hedAnnounce(10)...)+"abc")
+	receive(t, tracker.entered, "the stalled request to reach the Handler")
+	hedRequireNextAccepted(t, server)
 }

@@ -42,19 +42,26 @@ type LayerConfig struct {
 	// EagerHandshake makes every Dial wait for the peer's 101 before it
 	// returns, as the original rafthttp does.
 	//
-	// By default a Layer learns, from the 101 of its first dial to a peer,
-	// whether the peer takes early data: later dials to it then return once
-	// connected, and raft's first request travels as the body of the
-	// upgrade request, saving the round trip the answer would cost (see
-	// BENCHMARKS.md). The body is plain HTTP, which proxies forward; the
-	// peer confirms it in its 101, and a dial whose 101 does not is failed,
-	// never read as raft data. Original nodes, and proxies that hide the
-	// answer, are dialed the eager way. After a dial with early data fails
-	// for any reason but a busy peer (503), the peer is dialed eagerly for
-	// five minutes, and a warning is logged.
+	// By default a Layer sends early data: from the 101 of its first dial to
+	// a peer it learns whether the peer takes it, and later dials to that
+	// peer return once connected. raft's first write then travels as the
+	// body of the upgrade request, as much of it as fits one TCP segment
+	// with the request (raft's heartbeats and votes do), saving a round
+	// trip; the rest follows the 101. The body is plain HTTP, which proxies
+	// forward, and the peer confirms it in its 101. A failed upgrade
+	// surfaces from the connection's first Read or Write rather than from
+	// Dial, as the same *UpgradeError, and the raft request in it fails
+	// (raft retries it); a refusal is never read as raft data. Original
+	// nodes, and proxies that hide the answer, are dialed eagerly.
 	//
-	// Set EagerHandshake when something between the nodes mishandles
-	// request bodies on upgrades in a way the checks above cannot see.
+	// When a dial with early data fails in a way early data may explain (a
+	// 101 that does not confirm the body, a 400, 411 or 413, or the
+	// connection cut before any answer), the peer is dialed eagerly for
+	// five minutes and a warning is logged. Set EagerHandshake when
+	// something between the nodes mishandles bodies on upgrade requests in
+	// a way these checks cannot see, such as middleware in front of the
+	// Handler that reads the body of GET requests, which makes each such
+	// upgrade wait out the Handler's timeout.
 	EagerHandshake bool
 }
 
@@ -193,10 +200,11 @@ func (l *Layer) Addr() net.Addr { return l.addr }
 // connection.
 //
 // To a peer known to take early data (see [LayerConfig.EagerHandshake]),
-// Dial returns once connected; the request goes out with the first Write
-// and the 101 is read by the first Read, still within timeout unless the
-// caller sets deadlines of its own. A failed upgrade then surfaces there,
-// as the *UpgradeError Dial would have returned.
+// Dial returns once connected: the request goes out with the first Write,
+// and the 101 is read by the first Read or by a Write with more to send
+// than the request holds. Until the caller sets deadlines of its own, the
+// deadline timeout set at Dial still bounds them; a failed upgrade
+// surfaces there, as the *UpgradeError Dial would have returned.
 func (l *Layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	if l.ctx.Err() != nil {
 		return nil, ErrClosed
@@ -214,7 +222,8 @@ func (l *Layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, 
 // whole handshake, and canceling it (or closing the Layer) ends the dial at
 // once. The connection it returns does not depend on ctx after it returns:
 // a handshake left to the first Write and Read, as with early data, is
-// bounded by ctx's deadline but not ended by its cancellation.
+// bounded by ctx's deadline, if it has one, but not ended by its
+// cancellation.
 func (l *Layer) DialContext(ctx context.Context, addr raft.ServerAddress) (net.Conn, error) {
 	if l.ctx.Err() != nil {
 		return nil, ErrClosed

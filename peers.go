@@ -2,19 +2,23 @@ package rafthttp
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
 
 // peerTable remembers, per peer address, whether the peer takes early data:
-// a Layer learns it from the 101 of a dial without, and forgets it for a
-// while when a dial with it fails. It is safe for concurrent use.
+// a Layer learns it from the 101s of its dials, and stops sending it for a
+// while when a dial with it fails in a way early data may explain. It is
+// safe for concurrent use.
 type peerTable struct {
 	logger hclog.Logger
-	peers  sync.Map // address → *peerState, replaced, never changed
+	mu     sync.RWMutex
+	peers  map[string]peerState
 }
 
 type peerState struct {
@@ -25,62 +29,82 @@ type peerState struct {
 }
 
 func newPeerTable(logger hclog.Logger) *peerTable {
-	return &peerTable{logger: logger}
+	return &peerTable{logger: logger, peers: make(map[string]peerState)}
 }
 
-// earlyData returns how many bytes of early data a dial to addr may send,
-// or 0 if the dial must wait for the 101 before raft writes. A nil table
+// earlyData returns the most early data a dial to addr may send, or 0 if
+// the dial must wait for the 101 before raft writes. A nil table
 // (LayerConfig.EagerHandshake) never allows any.
 func (t *peerTable) earlyData(addr string) int {
 	if t == nil {
 		return 0
 	}
-	value, ok := t.peers.Load(addr)
-	if !ok {
-		return 0
-	}
-	state := value.(*peerState)
+	t.mu.RLock()
+	state := t.peers[addr]
+	t.mu.RUnlock()
 	if !state.pausedUntil.IsZero() && time.Now().Before(state.pausedUntil) {
 		return 0
 	}
 	return state.bodyMax
 }
 
-// learned records what the 101 of a dial without early data said: the most
-// early data addr takes, 0 if it takes none (an original node, or a proxy
-// that hid the answer). A pause in force stays in force.
+// learned records what a 101 from addr said: the most early data the peer
+// takes, 0 if it takes none (an original node, or a proxy that hid the
+// answer). A pause in force stays in force.
 func (t *peerTable) learned(addr string, bodyMax int) {
 	if t == nil {
 		return
 	}
 	bodyMax = min(bodyMax, maxEarlyData)
-	if value, ok := t.peers.Load(addr); ok {
-		state := value.(*peerState)
-		if state.bodyMax == bodyMax || time.Now().Before(state.pausedUntil) {
-			return
-		}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	state, known := t.peers[addr]
+	switch {
+	case known && time.Now().Before(state.pausedUntil):
+	case bodyMax <= 0:
+		delete(t.peers, addr)
+	case state.bodyMax != bodyMax:
+		t.peers[addr] = peerState{bodyMax: bodyMax}
 	}
-	if bodyMax <= 0 {
-		t.peers.Delete(addr)
-		return
-	}
-	t.peers.Store(addr, &peerState{bodyMax: bodyMax})
 }
 
-// failed records that a dial to addr with early data failed with err. A
-// busy peer (503) says nothing about early data; any other failure, be it a
-// refusal, a 101 that does not confirm the body, or a connection cut before
-// the answer, might be a proxy that mishandles bodies, so dials to addr go
-// without early data for a while. It costs a round trip per dial, never a
-// lost request.
+// failed records that a dial to addr with early data failed with err, and
+// stops early data to addr for a while if the failure may be its doing: a
+// 101 that does not confirm the body, a refusal of the request as such
+// (400, 411, 413), or the connection cut before any answer, as a proxy that
+// rejects bodies might do. A timeout, a busy peer (503) or any other
+// refusal says nothing about early data. The request that failed is lost
+// either way (raft retries it); a pause costs later dials a round trip.
 func (t *peerTable) failed(addr string, err error) {
-	if t == nil {
+	if t == nil || !earlyDataSuspect(err) {
 		return
 	}
-	if statusErr := (*StatusError)(nil); errors.As(err, &statusErr) && statusErr.StatusCode == http.StatusServiceUnavailable {
-		return
-	}
-	t.peers.Store(addr, &peerState{pausedUntil: time.Now().Add(earlyDataPause)})
+	t.mu.Lock()
+	t.peers[addr] = peerState{pausedUntil: time.Now().Add(earlyDataPause)}
+	t.mu.Unlock()
 	t.logger.Warn("upgrade with early data failed: dialing this peer with a full handshake for a while",
 		"address", addr, "pause", earlyDataPause, "error", err)
+}
+
+// earlyDataSuspect reports whether a failed dial with early data may have
+// failed because of it.
+func earlyDataSuspect(err error) bool {
+	var upgradeErr *UpgradeError
+	if !errors.As(err, &upgradeErr) {
+		return false
+	}
+	var statusErr *StatusError
+	switch {
+	case upgradeErr.Step == "upgrade header":
+		return true
+	case errors.As(err, &statusErr):
+		switch statusErr.StatusCode {
+		case http.StatusBadRequest, http.StatusLengthRequired, http.StatusRequestEntityTooLarge:
+			return true
+		}
+		return false
+	case upgradeErr.Step == "read response":
+		return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+	}
+	return false
 }
