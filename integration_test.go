@@ -465,6 +465,39 @@ func TestClusterRestart(t *testing.T) {
 	})
 }
 
+// TestClusterInstallSnapshot brings a follower back after the leader has
+// compacted away the entries it missed, so that the leader sends it a
+// snapshot: raft streams it over a new connection, which, to a peer it has
+// dialed before, is a dial with early data whose first write (the request
+// header) goes in the upgrade request and whose snapshot bytes follow the
+// 101. The follower ends with every command.
+func TestClusterInstallSnapshot(t *testing.T) {
+	cluster := clustertest.Start(t, 3, clustertest.Options{Raft: func(config *raft.Config) {
+		config.TrailingLogs = 1
+	}})
+	cluster.Apply("before")
+	follower := cluster.Followers()[0]
+	follower.Stop()
+	var want []string
+	for i := range 40 {
+		// Together larger than a request with early data, many times over.
+		command := fmt.Sprintf("%02d %s", i, strings.Repeat("x", 1000))
+		cluster.Apply(command)
+		want = append(want, command)
+	}
+	require.NoError(t, cluster.Leader().Raft.Snapshot().Error())
+
+	restarted := cluster.Restart(follower)
+	clustertest.Eventually(t, func() error {
+		if got := len(restarted.FSM.Commands()); got != len(want)+1 {
+			return fmt.Errorf("%s has %d commands, want %d", restarted.ID, got, len(want)+1)
+		}
+		return nil
+	})
+	assert.Equal(t, append([]string{"before"}, want...), restarted.FSM.Commands())
+	assert.NotEqual(t, "0", restarted.Raft.Stats()["last_snapshot_index"], "the follower caught up from a snapshot")
+}
+
 // TestClusterJoinRetriesWhileTargetRestarts sends a join to a node that is
 // down: the connection is refused, and the client keeps retrying until the
 // node is back on its address and the cluster, which lost its quorum with

@@ -49,6 +49,9 @@ type Options struct {
 	// Wrap, if set, wraps each node's HTTP handler (for middleware tests;
 	// see Recorder).
 	Wrap func(http.Handler) http.Handler
+	// Raft, if set, adjusts each node's raft configuration (Config's)
+	// before the node starts.
+	Raft func(*raft.Config)
 }
 
 // Node is one member of a test cluster.
@@ -250,7 +253,11 @@ func (node *Node) start(listener net.Listener) {
 		}
 	}
 	node.FSM = &FSM{}
-	node.Raft, err = raft.NewRaft(Config(node.ID, logger.Named("raft")), node.FSM, node.logs, node.stable,
+	config := Config(node.ID, logger.Named("raft"))
+	if node.options.Raft != nil {
+		node.options.Raft(config)
+	}
+	node.Raft, err = raft.NewRaft(config, node.FSM, node.logs, node.stable,
 		node.snapshots, node.Transport)
 	if err != nil {
 		node.stopServing()
