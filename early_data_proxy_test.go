@@ -42,14 +42,27 @@ func (w *edWarnings) String() string {
 }
 
 // TestEarlyDataThroughProxies runs a two-node cluster whose second node is
-// reached only through a reverse proxy, Go's httputil.ReverseProxy or nginx
-// configured as for WebSockets, with default Layers: the leader replicates
-// through the proxy, most of its dials carrying early data (its transport
-// keeps no pool, so it dials for every RPC), including appends too large
-// for one request. Every command arrives, the node behind the proxy sees
-// early data, and the leader's Layer never falls back from it.
+// reached only through a reverse proxy, with default Layers: the leader
+// replicates through the proxy, dialing for every RPC (its transport keeps
+// no pool), with appends too large for one request. Through Go's
+// httputil.ReverseProxy and nginx configured as for WebSockets, the node
+// behind the proxy sees early data and the leader's Layer never falls back
+// from it. Through proxies that break it, one dropping request bodies and
+// one hiding the 101's offer, the Layer falls back to eager dials. Every
+// command arrives in all cases.
 func TestEarlyDataThroughProxies(t *testing.T) {
-	for _, kind := range []string{"httputil", "nginx"} {
+	tests := []struct {
+		kind string
+		// falls: the leader's Layer warns that it falls back.
+		early, falls bool
+	}{
+		{kind: "httputil", early: true},
+		{kind: "nginx", early: true},
+		{kind: "httputil dropping bodies", falls: true},
+		{kind: "httputil hiding the offer"},
+	}
+	for _, tt := range tests {
+		kind := tt.kind
 		t.Run(kind, func(t *testing.T) {
 			listen := func() net.Listener {
 				l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -59,15 +72,28 @@ func TestEarlyDataThroughProxies(t *testing.T) {
 			a, bBackend := listen(), listen()
 			var front string
 			switch kind {
-			case "httputil":
+			case "nginx":
+				front = clustertest.StartNginx(t, bBackend.Addr().String())
+			default:
 				proxyListener := listen()
 				target, _ := url.Parse("http://" + bBackend.Addr().String())
-				proxy := &http.Server{Handler: httputil.NewSingleHostReverseProxy(target)}
+				reverse := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+					r.SetURL(target)
+					if kind == "httputil dropping bodies" {
+						r.Out.Body, r.Out.ContentLength = nil, 0
+						r.Out.Header.Del("Content-Length")
+					}
+				}}
+				if kind == "httputil hiding the offer" {
+					reverse.ModifyResponse = func(r *http.Response) error {
+						r.Header.Del("Rafthttp-Body-Max")
+						return nil
+					}
+				}
+				proxy := &http.Server{Handler: reverse}
 				go proxy.Serve(proxyListener)
 				t.Cleanup(func() { proxy.Close() })
 				front = proxyListener.Addr().String()
-			case "nginx":
-				front = clustertest.StartNginx(t, bBackend.Addr().String())
 			}
 			frontAddr, err := net.ResolveTCPAddr("tcp", front)
 			require.NoError(t, err)
@@ -126,12 +152,19 @@ func TestEarlyDataThroughProxies(t *testing.T) {
 				if got := len(follower.Commands()); got < commands {
 					return fmt.Errorf("b has %d of %d commands", got, commands)
 				}
-				if got := early.Load(); got < 3 {
+				if got := early.Load(); tt.early && got < 3 {
 					return fmt.Errorf("b has seen %d upgrades with early data, want 3", got)
 				}
 				return nil
 			})
-			assert.Equal(t, "", warnings.String(), "no Layer fell back from early data")
+			if !tt.early {
+				assert.Zero(t, early.Load(), "b has seen early data")
+			}
+			if tt.falls {
+				assert.Contains(t, warnings.String(), "early data failed", "the leader's Layer fell back")
+			} else {
+				assert.Equal(t, "", warnings.String(), "no Layer fell back from early data")
+			}
 		})
 	}
 }

@@ -427,3 +427,27 @@ func TestHandlerEarlyDataStalledBodyHoldsNoSlot(t *testing.T) {
 	receive(t, tracker.entered, "the stalled request to reach the Handler")
 	hedRequireNextAccepted(t, server)
 }
+
+// TestHandlerEarlyDataBacklogFull runs a Layer's dial with early data
+// against a Handler whose backlog is full: the Handler reads the body,
+// waits its Timeout for room, and refuses with 503, which the dial's first
+// Read returns as an *UpgradeError with the StatusError, never as data.
+func TestHandlerEarlyDataBacklogFull(t *testing.T) {
+	t.Parallel()
+	server := startHDServer(t, hdServerOptions{config: rafthttp.HandlerConfig{Backlog: 1, Timeout: hedTimeout}})
+	client := edLayer(t, rafthttp.LayerConfig{})
+	// The first dial learns, and fills the backlog: nobody accepts.
+	edDial(t, client, server.addr(), testWait)
+
+	conn := edDial(t, client, server.addr(), testWait)
+	_, err := io.WriteString(conn, "early")
+	require.NoError(t, err)
+	n, err := conn.Read(make([]byte, 16))
+	assert.Zero(t, n)
+	upgradeErr := dlUpgradeError(t, err, server.addr())
+	assert.Equal(t, "status", upgradeErr.Step)
+	var statusErr *rafthttp.StatusError
+	require.ErrorAs(t, err, &statusErr)
+	assert.Equal(t, http.StatusServiceUnavailable, statusErr.StatusCode)
+	assert.Contains(t, statusErr.Body, "backlog full")
+}
