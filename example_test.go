@@ -144,3 +144,34 @@ func (f *exampleFSM) wait(n int) []string {
 
 func (f *exampleFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, errors.New("not supported") }
 func (f *exampleFSM) Restore(io.ReadCloser) error         { return errors.New("not supported") }
+
+// This example configures the Layer of a node whose peers are reached
+// through a proxy that mishandles request bodies on upgrade requests, so
+// every dial waits for the 101 instead of sending raft's first request as
+// early data. An invalid configuration is an error, not a panic.
+func ExampleNewLayerWithConfig() {
+	handler := rafthttp.NewHandler()
+	mux := http.NewServeMux()
+	mux.Handle("/raft", handler)
+	advertised := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}
+
+	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
+		Path:           "/raft",
+		Addr:           advertised,
+		Handler:        handler,
+		Dial:           rafthttp.NewDialTCP(),
+		EagerHandshake: true,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer layer.Close()
+	fmt.Println("raft address:", layer.Addr())
+
+	_, err = rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{Path: "raft", Addr: advertised, Handler: handler})
+	fmt.Println(err)
+	// Output:
+	// raft address: 127.0.0.1:8080
+	// rafthttp: path "raft" must start with /
+}
