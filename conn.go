@@ -132,7 +132,6 @@ type lazyConn struct {
 	net.Conn
 	path, addr string
 	bodyMax    int
-	deadline   time.Time
 	peers      *peerTable
 
 	upgraded atomic.Bool // the 101 is in: writes go straight through

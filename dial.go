@@ -130,7 +130,7 @@ func dialUpgrade(ctx context.Context, deadline time.Time, dial Dial, path, addr 
 			conn.Close()
 			return nil, &UpgradeError{Addr: addr, Step: "dial", Err: err}
 		}
-		return &lazyConn{Conn: conn, path: path, addr: addr, bodyMax: early, deadline: deadline, peers: peers}, nil
+		return &lazyConn{Conn: conn, path: path, addr: addr, bodyMax: early, peers: peers}, nil
 	}
 	announce := -1
 	if peers != nil {
