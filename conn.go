@@ -141,6 +141,7 @@ type lazyConn struct {
 	mu        sync.Mutex // serializes the handshake
 	requested bool       // the request is written
 	body      int        // with this many bytes of early data
+	answered  bool       // the 101 is read (upgraded follows, see Write)
 	rest      []byte     // bytes read behind the 101 no Read has taken
 	err       error      // why the upgrade failed, for every later call
 
@@ -156,6 +157,9 @@ func (c *lazyConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	if !c.upgraded.Load() {
 		n, err := c.finish(p)
+		if err == nil {
+			c.upgraded.Store(true)
+		}
 		c.mu.Unlock()
 		if n > 0 || err != nil {
 			return n, err
@@ -205,6 +209,8 @@ func (c *lazyConn) Write(p []byte) (int, error) {
 		return written, err
 	}
 	n, err := c.Conn.Write(p[written:])
+	// Only now may other Writes take the fast path.
+	c.upgraded.Store(true)
 	return written + n, err
 }
 
@@ -235,7 +241,7 @@ func (c *lazyConn) finish(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
-	if c.upgraded.Load() {
+	if c.answered {
 		return 0, nil
 	}
 	if !c.requested {
@@ -270,7 +276,7 @@ func (c *lazyConn) finish(p []byte) (int, error) {
 	if len(c.rest) == 0 {
 		c.drained.Store(true)
 	}
-	c.upgraded.Store(true)
+	c.answered = true
 	return n, nil
 }
 

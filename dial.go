@@ -293,8 +293,8 @@ type handshake struct {
 const handshakeReadSize = 4096
 
 // maxPooledHead keeps a dial to an absurdly long address from pinning its
-// request buffer in the pool. It leaves room for the heads that carry early
-// data up to maxInlineBody.
+// request buffer in the pool. It leaves room for requests that carry early
+// data, which maxEarlyRequest bounds.
 const maxPooledHead = 4096
 
 var handshakePool = sync.Pool{

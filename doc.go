@@ -68,6 +68,7 @@
 // asked, so they get the original's answer byte for byte. If an original
 // node takes over the address of a rafthttp one, the first dial with early
 // data to it fails on its plain 101; the request and its body fit one TCP
-// segment, so the original node drops the body with the request's buffer
-// and its raft never reads a byte of it.
+// segment (on any path that carries IPv6's minimum MTU), so the original
+// node drops the body with the request's buffer and its raft does not read
+// a byte of it.
 package rafthttp

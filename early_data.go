@@ -18,10 +18,12 @@ import (
 // reads all of it before it answers, so a 101 that confirms it proves it
 // arrived.
 //
-// Request and body together fit one TCP segment on any path, so that a
-// server that ignores the body reads it whole with the head and drops it
-// with its buffer when it hijacks the connection: an original node that
-// took the address of a rafthttp one never hands part of it to its raft.
+// Request and body together fit one TCP segment on any path that carries
+// IPv6's minimum MTU (every IPv6 path, and IPv4 ones but for rare links
+// below 1280 bytes), so that a server that ignores the body reads it whole
+// with the head and drops it with its buffer when it hijacks the
+// connection: an original node that took the address of a rafthttp one
+// does not hand part of it to its raft.
 const (
 	// bodyHeader, on an upgrade request, says how many bytes of raft data
 	// its body holds. Every rafthttp dial sends it, 0 when there is no body,
@@ -38,8 +40,8 @@ const (
 	maxEarlyData = 4096
 
 	// maxEarlyRequest bounds a request with early data, head and body: the
-	// TCP payload of one segment on any path (IPv6's minimum MTU of 1280
-	// bytes, less the IPv6 and TCP headers and TCP options). Heartbeats,
+	// TCP payload of one segment at IPv6's minimum MTU of 1280 bytes, less
+	// the IPv6 and TCP headers and TCP options. Heartbeats,
 	// votes and small appends fit; a longer first write sends what fits
 	// and the rest after the 101.
 	maxEarlyRequest = 1200
@@ -82,8 +84,8 @@ func checkEarlyData(r *http.Request) (int, string) {
 // readEarlyData reads the n bytes of an upgrade request's body, the first
 // bytes of raft data, from the hijacked connection's reader, within the
 // Handler's timeout; Close ends the wait at once. The body is read before
-// the 101 so that the 101 can confirm it. On success the connection has no
-// read deadline.
+// the 101 so that the 101 can confirm it. On success it leaves no read
+// deadline on the connection (net/http's hijack cleared its own).
 func (h *Handler) readEarlyData(conn net.Conn, reader *bufio.Reader, n int64) ([]byte, error) {
 	body := make([]byte, n)
 	if int64(reader.Buffered()) >= n {

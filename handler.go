@@ -392,9 +392,10 @@ func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader, r *http
 	if _, announced := r.Header[bodyHeader]; announced {
 		answer = switchingProtocolsBody
 	}
-	// net/http leaves its ReadTimeout and WriteTimeout deadlines on a
-	// hijacked conn; raft's connections live for hours, so clear them, and
-	// bound only the write of the 101 itself.
+	// raft's connections live for hours: no deadline may stay on them.
+	// net/http clears its own on hijack; this also clears any a wrapping
+	// listener or middleware may have set. Only the write of the 101 is
+	// bounded.
 	err := conn.SetDeadline(time.Time{})
 	if err == nil {
 		err = conn.SetWriteDeadline(time.Now().Add(h.currentTimeout()))

@@ -45,9 +45,9 @@ type LayerConfig struct {
 	// By default a Layer sends early data: from the 101 of its first dial to
 	// a peer it learns whether the peer takes it, and later dials to that
 	// peer return once connected. raft's first write then travels as the
-	// body of the upgrade request, as much of it as fits one TCP segment
-	// with the request (raft's heartbeats and votes do), saving a round
-	// trip; the rest follows the 101. The body is plain HTTP, which proxies
+	// body of the upgrade request, as much of it as fits one small TCP
+	// segment with the request (raft's heartbeats and votes do), saving a
+	// round trip; the rest follows the 101. The body is plain HTTP, which proxies
 	// forward, and the peer confirms it in its 101. A failed upgrade
 	// surfaces from the connection's first Read or Write rather than from
 	// Dial, as the same *UpgradeError, and the raft request in it fails
