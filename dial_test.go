@@ -124,16 +124,6 @@ func dlUpgradeError(t *testing.T, err error, addr string) *rafthttp.UpgradeError
 	return upgradeErr
 }
 
-// dlClosedAddr returns a loopback address nothing listens on.
-func dlClosedAddr(t *testing.T) string {
-	t.Helper()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := listener.Addr().String()
-	require.NoError(t, listener.Close())
-	return addr
-}
-
 type dlHead struct {
 	line   string
 	header textproto.MIMEHeader
@@ -569,7 +559,7 @@ func TestDialContextCancel(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		addr := dlClosedAddr(t)
+		addr := clustertest.FreeAddr(t)
 		conn, err := dlLayer(t, "/raft", dial).DialContext(ctx, raft.ServerAddress(addr))
 		require.Nil(t, conn)
 		upgradeErr := dlUpgradeError(t, err, addr)
@@ -701,7 +691,7 @@ func TestDialErrors(t *testing.T) {
 	}
 	t.Run("connection refused", func(t *testing.T) {
 		t.Parallel()
-		addr := dlClosedAddr(t)
+		addr := clustertest.FreeAddr(t)
 		conn, err := dlLayer(t, "/raft", nil).Dial(raft.ServerAddress(addr), dlWait)
 		require.Nil(t, conn)
 		upgradeErr := dlUpgradeError(t, err, addr)
@@ -874,7 +864,7 @@ func TestNewDialTLS(t *testing.T) {
 	assert.Equal(t, "response", string(got))
 
 	t.Run("failure returns a nil conn", func(t *testing.T) {
-		conn, err := rafthttp.NewDialTLS(config)(dlClosedAddr(t), dlWait)
+		conn, err := rafthttp.NewDialTLS(config)(clustertest.FreeAddr(t), dlWait)
 		assert.ErrorIs(t, err, syscall.ECONNREFUSED)
 		// Not a nil *tls.Conn in a non-nil interface, which a caller
 		// checking conn != nil would try to use.
@@ -905,7 +895,7 @@ func TestNewDialTCP(t *testing.T) {
 	assert.Equal(t, addr, conn.RemoteAddr().String())
 	require.NoError(t, conn.Close())
 
-	conn, err = rafthttp.NewDialTCP()(dlClosedAddr(t), dlWait)
+	conn, err = rafthttp.NewDialTCP()(clustertest.FreeAddr(t), dlWait)
 	assert.ErrorIs(t, err, syscall.ECONNREFUSED)
 	assert.True(t, conn == nil, "conn is %#v", conn)
 }

@@ -3,7 +3,6 @@ package raftmembership_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rafthttp/rafthttp/internal/clustertest"
 	"github.com/rafthttp/rafthttp/raftmembership"
 )
 
@@ -49,17 +49,10 @@ type nodeOptions struct {
 	handle func(*raft.Raft, <-chan *raftmembership.ChangeRequest)
 }
 
-// testLogger returns an hclog logger that writes to t.Log.
+// testLogger returns an hclog logger that writes to t.Log (clustertest's
+// Logger, which also keeps late raft goroutines from logging after the test).
 func testLogger(t testing.TB, name string) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: name, Output: logWriter{t}, Level: hclog.Info})
-}
-
-type logWriter struct{ t testing.TB }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return clustertest.Logger(t, name)
 }
 
 // startNode starts a raft node named id that belongs to no cluster yet and

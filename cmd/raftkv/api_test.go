@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	"github.com/rafthttp/rafthttp/internal/clustertest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -27,35 +28,7 @@ const (
 	pollEvery   = 20 * time.Millisecond
 )
 
-// logWriter sends a node's logs to t.Log until the test ends; raft
-// goroutines that log after that are ignored rather than panicking.
-type logWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func newLogWriter(t testing.TB) *logWriter {
-	w := &logWriter{t: t}
-	// Registered first, so it runs after every node is stopped.
-	t.Cleanup(func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		w.done = true
-	})
-	return w
-}
-
-func (w *logWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func newTestLogger(logs *logWriter, id string) hclog.Logger {
+func newTestLogger(logs io.Writer, id string) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "raftkv", Output: logs, Level: hclog.Info}).Named(id)
 }
 
@@ -74,7 +47,7 @@ func (n *testNode) stopNow() { n.stopOnce.Do(n.stop) }
 
 // startTestNode starts a node with config's gaps filled in: a loopback port,
 // a temporary data directory and a logger writing to t.Log.
-func startTestNode(t *testing.T, logs *logWriter, config nodeConfig) *testNode {
+func startTestNode(t *testing.T, logs io.Writer, config nodeConfig) *testNode {
 	t.Helper()
 	if config.Listen == "" {
 		config.Listen = "127.0.0.1:0"
@@ -96,7 +69,7 @@ func startTestNode(t *testing.T, logs *logWriter, config nodeConfig) *testNode {
 // configure, if not nil, adjusts each node's configuration.
 func startCluster(t *testing.T, count int, configure func(*nodeConfig)) []*testNode {
 	t.Helper()
-	logs := newLogWriter(t)
+	logs := clustertest.LogWriter(t)
 	var nodes []*testNode
 	for i := 1; i <= count; i++ {
 		config := nodeConfig{ID: fmt.Sprintf("node%d", i)}
@@ -573,7 +546,7 @@ func TestAPINoLeader(t *testing.T) {
 // TestNodeRestart restarts a single-node cluster from its data directory,
 // with neither Bootstrap nor Join.
 func TestNodeRestart(t *testing.T) {
-	logs := newLogWriter(t)
+	logs := clustertest.LogWriter(t)
 	dir := t.TempDir()
 	config := nodeConfig{ID: "node1", DataDir: dir, Bootstrap: true, SnapshotThreshold: 16, SnapshotInterval: 50 * time.Millisecond}
 	first := startTestNode(t, logs, config)

@@ -231,7 +231,7 @@ func startJoiner(t *testing.T, ctx context.Context, config nodeConfig, member st
 	config.Listen = "127.0.0.1:0"
 	config.DataDir = t.TempDir()
 	// Not Warn: one line per failed attempt could flood the output.
-	config.Logger = hclog.New(&hclog.LoggerOptions{Name: "raftkv", Output: newLogWriter(t), Level: hclog.Error}).Named(config.ID)
+	config.Logger = hclog.New(&hclog.LoggerOptions{Name: "raftkv", Output: clustertest.LogWriter(t), Level: hclog.Error}).Named(config.ID)
 	start := time.Now()
 	n, err := startNode(ctx, config)
 	if n != nil {

@@ -54,16 +54,6 @@ func buildRaftkv(t *testing.T) string {
 	return binary
 }
 
-// freeAddr returns a loopback address with a port nothing listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := listener.Addr().String()
-	require.NoError(t, listener.Close())
-	return addr
-}
-
 // lockedBuffer collects a process's output, written by exec's copying
 // goroutine and read by the test.
 type lockedBuffer struct {
@@ -160,7 +150,7 @@ type process struct {
 // extra are more serve flags, such as -bootstrap or -join.
 func (c *cluster) newNode(id string, extra ...string) *process {
 	c.t.Helper()
-	p := &process{t: c.t, id: id, addr: freeAddr(c.t), dataDir: filepath.Join(c.t.TempDir(), "data")}
+	p := &process{t: c.t, id: id, addr: clustertest.FreeAddr(c.t), dataDir: filepath.Join(c.t.TempDir(), "data")}
 	c.start(p, extra...)
 	return p
 }
@@ -713,7 +703,7 @@ func TestServeSignalDuringJoin(t *testing.T) {
 	c := newCluster(t, nil)
 	// Nothing listens at the member's address, so the join keeps retrying
 	// (for up to joinTimeout, two minutes).
-	nowhere := freeAddr(t)
+	nowhere := clustertest.FreeAddr(t)
 	node := c.newNode("joiner", "-join", nowhere)
 	// The HTTP server answers while the join is under way.
 	waitFor(t, "the joining node serves /status", func() string {
