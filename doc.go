@@ -65,10 +65,11 @@
 // accepts. Early data is an extension that leaves them alone: a Layer asks
 // for it with a Rafthttp-Body request header, which they ignore, and a
 // Handler offers it (Rafthttp-Body-Max on the 101) only to a request that
-// asked, so they get the original's answer byte for byte. If an original
+// asked, so they get the original's answer plus a "Connection: Upgrade"
+// header, which HTTP requires of a 101 and they ignore. If an original
 // node takes over the address of a rafthttp one, the first dial with early
 // data to it fails on its plain 101; the request and its body fit one TCP
-// segment (on any path that carries IPv6's minimum MTU), so the original
-// node drops the body with the request's buffer and its raft does not read
-// a byte of it.
+// segment (on any path that carries IPv6's minimum MTU; with TLS, the
+// record's overhead is counted), so the original node drops the body with
+// the request's buffer and its raft does not read a byte of it.
 package rafthttp

@@ -19,12 +19,31 @@ var ErrClosed = fmt.Errorf("rafthttp: closed: %w", net.ErrClosed)
 type UpgradeError struct {
 	// Addr is the address that was dialed.
 	Addr string
-	// Step is the step that failed: "dial", "write request",
-	// "read response", "status" or "upgrade header".
-	Step string
+	// Step is the step that failed.
+	Step UpgradeStep
 	// Err is the underlying error.
 	Err error
 }
+
+// UpgradeStep names a step of an upgrade dial, for [UpgradeError].
+type UpgradeStep string
+
+// The steps of an upgrade dial, in order.
+const (
+	// StepDial is the connect, made by the Layer's [Dial] (for TLS, with
+	// the TLS handshake).
+	StepDial UpgradeStep = "dial"
+	// StepWriteRequest is sending the upgrade request.
+	StepWriteRequest UpgradeStep = "write request"
+	// StepReadResponse is reading the answer's head: a connection closed
+	// or timed out before a whole answer arrived, or one that is not HTTP.
+	StepReadResponse UpgradeStep = "read response"
+	// StepStatus is an answer other than 101; Err is a [*StatusError].
+	StepStatus UpgradeStep = "status"
+	// StepUpgradeHeader is a 101 that does not switch to raft, or that
+	// does not confirm the early data sent with the request.
+	StepUpgradeHeader UpgradeStep = "upgrade header"
+)
 
 func (e *UpgradeError) Error() string {
 	return fmt.Sprintf("rafthttp: upgrade to %s: %s: %v", e.Addr, e.Step, e.Err)

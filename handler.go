@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,10 +21,6 @@ import (
 )
 
 const (
-	// DefaultTimeout is the Handler's timeout when [HandlerConfig.Timeout]
-	// is zero.
-	DefaultTimeout = 10 * time.Second
-
 	// DefaultBacklog is how many upgraded connections may wait for
 	// [Layer.Accept] when [HandlerConfig.Backlog] is zero.
 	DefaultBacklog = 64
@@ -33,20 +28,6 @@ const (
 	// retryAfterSeconds is what a 503 tells the caller to wait. Elections
 	// settle within a few heartbeat timeouts, about a second by default.
 	retryAfterSeconds = "1"
-)
-
-// switchingProtocols is the whole 101 answer. It is written by hand after
-// hijacking because net/http cannot send a 101 and then hand the socket over.
-const switchingProtocols = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nConnection: Upgrade\r\n\r\n"
-
-// switchingProtocolsBytes is switchingProtocols ready to write, converted
-// once rather than on every upgrade; switchingProtocolsBody is the answer
-// to a request that announced early data (see bodyHeader), which says the
-// body was read and how large a body the Handler takes.
-var (
-	switchingProtocolsBytes = []byte(switchingProtocols)
-	switchingProtocolsBody  = []byte(strings.TrimSuffix(switchingProtocols, "\r\n") +
-		bodyMaxHeader + ": " + strconv.Itoa(maxEarlyData) + "\r\n\r\n")
 )
 
 // HandlerConfig configures a [Handler]. The zero value of each field means
@@ -247,36 +228,6 @@ func (h *Handler) logRefusal(r *http.Request, status int, reason string) {
 		log = h.logger.Warn
 	}
 	log("refused request", "method", r.Method, "path", r.URL.Path, "remote-address", r.RemoteAddr, "status", status, "reason", reason)
-}
-
-// checkUpgrade validates an upgrade request and returns the status and
-// reason to refuse it with, or 0 if it may proceed.
-func checkUpgrade(r *http.Request) (int, string) {
-	upgrade := r.Header.Values("Upgrade")
-	if len(upgrade) == 0 {
-		return http.StatusUpgradeRequired, "rafthttp: this endpoint only serves raft connections: send Upgrade: raft"
-	}
-	if !headerHasToken(upgrade, "raft") {
-		return http.StatusBadRequest, fmt.Sprintf("rafthttp: unsupported upgrade %q: only raft is served here", strings.Join(upgrade, ", "))
-	}
-	return checkEarlyData(r)
-}
-
-// headerHasToken reports whether any of the comma-separated values holds
-// token, compared case-insensitively as RFC 9110 section 7.8 requires for
-// protocol names.
-func headerHasToken(values []string, token string) bool {
-	for _, value := range values {
-		for part := range strings.SplitSeq(value, ",") {
-			// A protocol may carry a version ("raft/1"); the name is what
-			// the original peers send and what we match.
-			name, _, _ := strings.Cut(strings.TrimSpace(part), "/")
-			if strings.EqualFold(name, token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request) {

@@ -197,25 +197,22 @@ func (l *Layer) Addr() net.Addr { return l.addr }
 // Dial connects to the raft peer at addr over an HTTP upgrade. timeout
 // bounds the connect, the request and the 101 together; zero or less bounds
 // only the connect, by DefaultTimeout. raft calls Dial for every new
-// connection.
+// connection. Close ends a Dial in flight at once, with an error wrapping
+// [ErrClosed].
 //
 // To a peer known to take early data (see [LayerConfig.EagerHandshake]),
 // Dial returns once connected: the request goes out with the first Write,
 // and the 101 is read by the first Read or by a Write with more to send
-// than the request holds. Until the caller sets deadlines of its own, the
-// deadline timeout set at Dial still bounds them; a failed upgrade
-// surfaces there, as the *UpgradeError Dial would have returned.
+// than the request holds. Each waits for the 101 under its own deadline,
+// the read or the write deadline; until the caller sets them, the deadline
+// timeout set at Dial bounds both. A failed upgrade surfaces there, as the
+// *UpgradeError Dial would have returned.
 func (l *Layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	if l.ctx.Err() != nil {
-		return nil, ErrClosed
-	}
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = time.Now().Add(timeout)
 	}
-	// No context: raft's dials end by their deadline, and a Close racing
-	// one closes the connection in conns.add.
-	return l.dialUpgrade(context.Background(), deadline, addr)
+	return l.dialUpgrade(l.ctx, deadline, addr)
 }
 
 // DialContext is Dial bounded by ctx: its deadline, if any, covers the
@@ -225,24 +222,25 @@ func (l *Layer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, 
 // bounded by ctx's deadline, if it has one, but not ended by its
 // cancellation.
 func (l *Layer) DialContext(ctx context.Context, addr raft.ServerAddress) (net.Conn, error) {
-	if l.ctx.Err() != nil {
-		return nil, ErrClosed
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(l.ctx, cancel)
 	defer stop()
 	deadline, _ := ctx.Deadline()
-	conn, err := l.dialUpgrade(ctx, deadline, addr)
-	if err != nil && l.ctx.Err() != nil {
-		return nil, fmt.Errorf("%w: %w", ErrClosed, err)
-	}
-	return conn, err
+	return l.dialUpgrade(ctx, deadline, addr)
 }
 
+// dialUpgrade dials addr under ctx, which Close cancels, and tracks the
+// connection so that Close can close it.
 func (l *Layer) dialUpgrade(ctx context.Context, deadline time.Time, addr raft.ServerAddress) (net.Conn, error) {
+	if l.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
 	conn, err := dialUpgrade(ctx, deadline, l.dial, l.path, string(addr), l.peers)
 	if err != nil {
+		if l.ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", ErrClosed, err)
+		}
 		l.logger.Debug("upgrade dial failed", "address", addr, "error", err)
 		return nil, err
 	}

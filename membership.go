@@ -75,7 +75,10 @@ type membershipClient struct {
 
 func newMembershipClient(dial Dial) *membershipClient {
 	dialContext := func(ctx context.Context, _, addr string) (net.Conn, error) {
-		deadline, _ := ctx.Deadline()
+		// net/http dials under a context stripped of the request's
+		// deadline (a connection may outlive its request), but with its
+		// values: the deadline travels as one.
+		deadline, _ := ctx.Value(requestDeadline{}).(time.Time)
 		return dial(addr, dialTimeout(deadline))
 	}
 	transport := &http.Transport{
@@ -97,6 +100,10 @@ func newMembershipClient(dial Dial) *membershipClient {
 }
 
 func (c *membershipClient) close() { c.transport.CloseIdleConnections() }
+
+// requestDeadline is the context key under which a membership request
+// carries its deadline to the Dial.
+type requestDeadline struct{}
 
 // change sends the request to target, following redirects and retrying
 // what may succeed later until ctx ends.
@@ -183,6 +190,9 @@ func (c *membershipClient) attempt(ctx context.Context, method, path, query, tar
 	// The first hop is always http: the Dial decides whether the bytes are
 	// TLS, and a TLS node redirects with https itself.
 	location := "http://" + target + path + "?" + query
+	if deadline, ok := ctx.Deadline(); ok {
+		ctx = context.WithValue(ctx, requestDeadline{}, deadline)
+	}
 	for hop := 0; hop <= maxRedirects; hop++ {
 		request, err := http.NewRequestWithContext(ctx, method, location, nil)
 		if err != nil {

@@ -95,7 +95,7 @@ func earlyDataSuspect(err error) bool {
 	}
 	var statusErr *StatusError
 	switch {
-	case upgradeErr.Step == "upgrade header":
+	case upgradeErr.Step == StepUpgradeHeader:
 		return true
 	case errors.As(err, &statusErr):
 		switch statusErr.StatusCode {
@@ -103,7 +103,7 @@ func earlyDataSuspect(err error) bool {
 			return true
 		}
 		return false
-	case upgradeErr.Step == "read response":
+	case upgradeErr.Step == StepReadResponse:
 		return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 	}
 	return false
