@@ -45,12 +45,15 @@ func (n *testNode) url(path string) string { return "http://" + n.addr() + path 
 
 func (n *testNode) stopNow() { n.stopOnce.Do(n.stop) }
 
-// startTestNode starts a node with config's gaps filled in: a loopback port,
-// a temporary data directory and a logger writing to t.Log.
+// startTestNode starts a node with config's gaps filled in: a loopback port
+// reserved for the test, a temporary data directory and a logger writing
+// to t.Log. The reserved port refuses connections once the node stops, as
+// its peers, still dialing it, expect, and no other test can take it
+// before a restart listens there again.
 func startTestNode(t *testing.T, logs io.Writer, config nodeConfig) *testNode {
 	t.Helper()
 	if config.Listen == "" {
-		config.Listen = "127.0.0.1:0"
+		config.Listen = clustertest.ReservedAddr(t)
 	}
 	if config.DataDir == "" {
 		config.DataDir = t.TempDir()
@@ -564,7 +567,8 @@ func TestNodeRestart(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, got.status, got.body)
 	first.stopNow()
 
-	// The restart listens where the cluster's configuration says it is.
+	// The restart listens where the cluster's configuration says it is:
+	// on the port startTestNode reserved.
 	config.Listen = first.addr()
 	config.Bootstrap = false
 	second := startTestNode(t, logs, config)

@@ -68,8 +68,8 @@ func parseServe(args []string, stderr io.Writer) (nodeConfig, error) {
 	flags := flag.NewFlagSet("raftkv serve", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	flags.StringVar(&config.ID, "id", "", "this node's raft server ID, unique in the cluster (required)")
-	flags.StringVar(&config.Listen, "listen", "", "host:port to serve raft and the API on (required)")
-	flags.StringVar(&config.Advertise, "advertise", "", "host:port peers and clients reach this node at (default: -listen; must not be 0.0.0.0 or [::])")
+	flags.StringVar(&config.Listen, "listen", "", "host:port to serve raft and the API on; port 0 picks a free port, which the \"listening\" log line shows (required)")
+	flags.StringVar(&config.Advertise, "advertise", "", "host:port peers and clients reach this node at (default: the address -listen bound; must not be 0.0.0.0 or [::])")
 	flags.StringVar(&config.DataDir, "data", "", "directory for the raft log, stable store and snapshots (required)")
 	flags.BoolVar(&config.Bootstrap, "bootstrap", false, "start a new cluster with this node as its first member")
 	flags.StringVar(&join, "join", "", "comma-separated host:port of existing members to ask, in order, to add this node")
@@ -82,7 +82,7 @@ func parseServe(args []string, stderr io.Writer) (nodeConfig, error) {
 	flags.Uint64Var(&config.SnapshotThreshold, "snapshot-threshold", defaultSnapshotThreshold, "log entries since the last snapshot that trigger a new one")
 	flags.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	flags.Usage = func() {
-		fmt.Fprint(flags.Output(), "Usage: raftkv serve -id ID -listen HOST:PORT -data DIR (-bootstrap | -join HOST:PORT[,HOST:PORT...]) [flags]\n\nA restarted node needs neither -bootstrap nor -join: its data directory holds its membership.\n\nFlags:\n")
+		fmt.Fprint(flags.Output(), "Usage: raftkv serve -id ID -listen HOST:PORT -data DIR (-bootstrap | -join HOST:PORT[,HOST:PORT...]) [flags]\n\nA restarted node needs neither -bootstrap nor -join: its data directory holds its membership.\nIt must come back at the address it advertised, which is how its peers know it.\n\nFlags:\n")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {

@@ -156,6 +156,9 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 	if advertise == "" {
 		advertise = n.listener.Addr().String()
 	}
+	// Logged now, not once the node has joined, which can take minutes:
+	// whoever started it on port 0 learns here which port it got.
+	n.logger.Info("listening", "listen", n.listener.Addr(), "advertise", advertise)
 	if serverTLS != nil {
 		n.listener = tls.NewListener(n.listener, serverTLS)
 	}

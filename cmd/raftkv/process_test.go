@@ -1,7 +1,9 @@
 package main
 
 // Multi-process tests: each starts real "raftkv serve" processes from the
-// built binary on loopback ports and talks to them over HTTP only.
+// built binary on loopback ports and talks to them over HTTP only. A node
+// binds port 0 and the test reads the address it got from its "listening"
+// log line, unless the test restarts nodes (cluster.restartable).
 
 import (
 	"bytes"
@@ -11,15 +13,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,24 +55,9 @@ func buildRaftkv(t *testing.T) string {
 	return binary
 }
 
-// lockedBuffer collects a process's output, written by exec's copying
-// goroutine and read by the test.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// listening matches the line a node logs once it listens, before it
+// bootstraps or joins; the group is the address it advertises.
+var listening = regexp.MustCompile(`raftkv: listening: .*\badvertise=(\S+)`)
 
 // tlsFiles are the PEM files of a generated CA and of the one certificate
 // every node (and the test's client) uses.
@@ -117,6 +103,11 @@ type cluster struct {
 	scheme string
 	// client follows redirects; direct does not.
 	client, direct *http.Client
+	// restartable makes newNode start each node on a port reserved for
+	// the whole test (clustertest.ReservedAddr) instead of port 0, so
+	// that restart can bring it back at the address its peers know: a
+	// port released when the process exits could be taken by then.
+	restartable bool
 }
 
 func newCluster(t *testing.T, tlsFiles *tlsFiles) *cluster {
@@ -133,24 +124,31 @@ func newCluster(t *testing.T, tlsFiles *tlsFiles) *cluster {
 
 // process is one raftkv serve process.
 type process struct {
-	t       *testing.T
-	id      string
+	t  *testing.T
+	id string
+	// listen is the -listen flag: port 0, or a reserved address.
+	listen string
+	// addr is the address the node reported, once start has returned.
 	addr    string
 	dataDir string
 	// incarnation counts the starts of this node, to tell their logs apart.
 	incarnation int
 	cmd         *exec.Cmd
-	output      *lockedBuffer
+	output      *clustertest.Output
 	exited      chan struct{}
 	// waitErr is cmd.Wait's result, set before exited closes.
 	waitErr error
 }
 
-// newNode starts a new node with a fresh data directory and a free port;
-// extra are more serve flags, such as -bootstrap or -join.
+// newNode starts a new node with a fresh data directory, on port 0 or, in
+// a restartable cluster, on a reserved port; extra are more serve flags,
+// such as -bootstrap or -join. It returns once the node listens.
 func (c *cluster) newNode(id string, extra ...string) *process {
 	c.t.Helper()
-	p := &process{t: c.t, id: id, addr: clustertest.FreeAddr(c.t), dataDir: filepath.Join(c.t.TempDir(), "data")}
+	p := &process{t: c.t, id: id, listen: "127.0.0.1:0", dataDir: filepath.Join(c.t.TempDir(), "data")}
+	if c.restartable {
+		p.listen = clustertest.ReservedAddr(c.t)
+	}
 	c.start(p, extra...)
 	return p
 }
@@ -164,22 +162,27 @@ func (c *cluster) restart(p *process) *process {
 	default:
 		c.t.Fatalf("%s: restart while still running", p.id)
 	}
-	again := &process{t: c.t, id: p.id, addr: p.addr, dataDir: p.dataDir, incarnation: p.incarnation + 1}
+	if !c.restartable {
+		c.t.Fatalf("%s: restart in a cluster that is not restartable: its port was released at exit", p.id)
+	}
+	again := &process{t: c.t, id: p.id, listen: p.listen, dataDir: p.dataDir, incarnation: p.incarnation + 1}
 	c.start(again)
+	require.Equal(c.t, p.addr, again.addr, "%s: address after the restart", again.name())
 	return again
 }
 
-// start runs p's process. A cleanup stops it with SIGTERM if it still runs
-// and expects exit code 0; on failure it logs the process's output.
+// start runs p's process and waits until it reports the address it
+// listens on. A cleanup stops it with SIGTERM if it still runs and expects
+// exit code 0; on failure it logs the process's output.
 func (c *cluster) start(p *process, extra ...string) {
 	t := c.t
 	t.Helper()
-	args := []string{"serve", "-id", p.id, "-listen", p.addr, "-data", p.dataDir}
+	args := []string{"serve", "-id", p.id, "-listen", p.listen, "-data", p.dataDir}
 	if c.tls != nil {
 		args = append(args, "-tls-cert", c.tls.cert, "-tls-key", c.tls.key, "-tls-ca", c.tls.ca)
 	}
 	args = append(args, extra...)
-	p.output = &lockedBuffer{}
+	p.output = &clustertest.Output{}
 	p.exited = make(chan struct{})
 	p.cmd = exec.Command(c.binary, args...)
 	p.cmd.Stdout = p.output
@@ -201,6 +204,7 @@ func (c *cluster) start(p *process, extra ...string) {
 			t.Logf("output of %s (%s):\n%s", p.name(), strings.Join(args, " "), p.output)
 		}
 	})
+	p.addr = p.output.Await(t, listening, p.exited)
 }
 
 func (p *process) name() string {
@@ -484,6 +488,7 @@ func (c *cluster) checkRedirect(follower, leader *process, key string) {
 
 func TestServeCluster(t *testing.T) {
 	c := newCluster(t, nil)
+	c.restartable = true
 	nodes, leader := c.startThree()
 	via := follower(nodes, leader)
 
@@ -613,6 +618,7 @@ func snapshotFiles(t *testing.T, dataDir string) []string {
 
 func TestServeRestartFromData(t *testing.T) {
 	c := newCluster(t, nil)
+	c.restartable = true
 	node := c.newNode("solo", "-bootstrap", "-snapshot-threshold", "50")
 	c.waitStable([]*process{node}, "solo")
 
@@ -688,10 +694,6 @@ func TestServeSignalExitCode(t *testing.T) {
 			output := node.output.String()
 			assert.Contains(t, output, "shutting down")
 			assert.Contains(t, output, sig.String())
-			// The port is free again: the HTTP server is closed.
-			listener, err := net.Listen("tcp", node.addr)
-			require.NoError(t, err, "listen on %s after the node exited", node.addr)
-			listener.Close()
 		})
 	}
 }
@@ -703,7 +705,7 @@ func TestServeSignalDuringJoin(t *testing.T) {
 	c := newCluster(t, nil)
 	// Nothing listens at the member's address, so the join keeps retrying
 	// (for up to joinTimeout, two minutes).
-	nowhere := clustertest.FreeAddr(t)
+	nowhere := clustertest.RefusingAddr(t)
 	node := c.newNode("joiner", "-join", nowhere)
 	// The HTTP server answers while the join is under way.
 	waitFor(t, "the joining node serves /status", func() string {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,8 +38,15 @@ func TestReadmeQuickstartIsThisProgram(t *testing.T) {
 	require.Equal(t, string(program), string(block[:end]), "README quickstart differs from examples/quickstart/main.go")
 }
 
+// serving matches the line the program logs once it has bootstrapped or
+// joined; the group is the address it listens on.
+var serving = regexp.MustCompile(`serving raft and the application on (\S+)`)
+
 // TestQuickstartFormsACluster runs the program three times, as the README
-// says, and waits until every node reports the same leader and three servers.
+// says, and waits until every node reports the same leader and three
+// servers. Each node listens on port 0 and the test reads the address it
+// got from its log: a port found free beforehand could be taken by another
+// test before the node binds it.
 func TestQuickstartFormsACluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs three processes")
@@ -48,33 +56,41 @@ func TestQuickstartFormsACluster(t *testing.T) {
 	build.Stderr = os.Stderr
 	require.NoError(t, build.Run())
 
-	addrs := []string{clustertest.FreeAddr(t), clustertest.FreeAddr(t), clustertest.FreeAddr(t)}
-	start := func(args ...string) {
+	// start runs one node and returns its address once it has
+	// bootstrapped or joined: the next node can join through it.
+	start := func(args ...string) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		cmd := exec.CommandContext(ctx, binary, args...)
-		var output bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &output, &output
+		output := &clustertest.Output{}
+		cmd.Stdout, cmd.Stderr = output, output
 		require.NoError(t, cmd.Start())
+		exited := make(chan struct{})
+		var waitErr error
+		go func() {
+			waitErr = cmd.Wait()
+			close(exited)
+		}()
 		t.Cleanup(func() {
 			defer cancel()
 			cmd.Process.Signal(syscall.SIGINT)
-			err := cmd.Wait()
-			if t.Failed() || err != nil {
-				t.Logf("%v: %v\n%s", args, err, output.String())
+			<-exited
+			if t.Failed() || waitErr != nil {
+				t.Logf("%v: %v\n%s", args, waitErr, output)
 			}
-			require.NoError(t, err, "a node did not shut down cleanly on SIGINT")
+			require.NoError(t, waitErr, "a node did not shut down cleanly on SIGINT")
 		})
+		return output.Await(t, serving, exited)
 	}
-	start("-id", "node1", "-addr", addrs[0])
-	start("-id", "node2", "-addr", addrs[1], "-join", addrs[0])
+	first := start("-id", "node1", "-addr", "127.0.0.1:0")
+	second := start("-id", "node2", "-addr", "127.0.0.1:0", "-join", first)
 	// The third joins through a follower, which redirects it to the leader.
-	start("-id", "node3", "-addr", addrs[2], "-join", addrs[1])
+	third := start("-id", "node3", "-addr", "127.0.0.1:0", "-join", second)
 
 	client := &http.Client{Timeout: time.Second}
 	require.Eventually(t, func() bool {
-		for _, addr := range addrs {
+		for _, addr := range []string{first, second, third} {
 			status, err := get(client, addr)
-			if err != nil || !strings.Contains(status, "leader="+addrs[0]) || !strings.Contains(status, "servers=3") {
+			if err != nil || !strings.Contains(status, "leader="+first) || !strings.Contains(status, "servers=3") {
 				return false
 			}
 		}

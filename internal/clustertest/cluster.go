@@ -162,12 +162,12 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// StartNode starts one node on a fresh loopback port without joining it to
-// anything. Bootstrap it, or join it with its Layer. It is shut down when
-// the test ends, if not before.
+// StartNode starts one node on a loopback port reserved for the test (see
+// ReservedAddr) without joining it to anything. Bootstrap it, or join it
+// with its Layer. It is shut down when the test ends, if not before.
 func StartNode(t testing.TB, id raft.ServerID, options Options) *Node {
 	t.Helper()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	listener, err := net.Listen("tcp", ReservedAddr(t))
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
@@ -193,15 +193,14 @@ func (n *Node) Restart() *Node {
 	n.Stop()
 	node := &Node{ID: n.ID, t: n.t, options: n.options, DataDir: n.DataDir,
 		logs: n.logs, stable: n.stable, snapshots: n.snapshots}
-	// The port was free a moment ago, but binding it again can race with
-	// the old server's sockets closing, or with another listener that
-	// asked for any free port: keep trying, within the usual bound.
-	var listener net.Listener
-	Eventually(n.t, func() error {
-		var err error
-		listener, err = net.Listen("tcp", n.Addr)
-		return err
-	})
+	// The port has stayed reserved since StartNode, so nobody else can
+	// have taken it while the node was down. The old server's connections
+	// still open or in TIME_WAIT do not stop the bind: Go's listeners set
+	// SO_REUSEADDR.
+	listener, err := net.Listen("tcp", n.Addr)
+	if err != nil {
+		n.t.Fatalf("restart %s: listen: %v", n.ID, err)
+	}
 	node.start(listener)
 	return node
 }

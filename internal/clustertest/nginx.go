@@ -4,7 +4,6 @@ package clustertest
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -27,9 +26,6 @@ const (
 	// killed. It is longer than the worker_shutdown_timeout in the
 	// configuration, after which workers drop the connections still open.
 	nginxStopTimeout = 10 * time.Second
-	// nginxAttempts is how many free ports StartNginx tries: a port found
-	// free can be taken by another test's listener before nginx binds it.
-	nginxAttempts = 5
 )
 
 // NginxPath returns the nginx binary to run: the one on PATH, else Debian's
@@ -51,6 +47,10 @@ func NginxPath() (string, bool) {
 // published for WebSocket upgrades, which is what an operator would put in
 // front of rafthttp. nginx is stopped, and waited for, when the test ends.
 //
+// nginx cannot listen on port 0 and report the port it got, and a port
+// found free beforehand could be taken by another test before nginx binds
+// it, so StartNginx opens the listening socket and hands it to nginx.
+//
 // Without nginx the test is skipped, except under CI (the CI variable set),
 // where a missing nginx is an install step gone wrong and fails the test:
 // a suite that skips its proxy tests must not pass silently.
@@ -67,21 +67,13 @@ func StartNginx(t testing.TB, backend string) string {
 		}
 		t.Skip("nginx not found on PATH or at /usr/sbin/nginx: apt-get install nginx to run this test")
 	}
-	dir := t.TempDir()
-	for attempt := 1; ; attempt++ {
-		n, err := startNginx(binary, filepath.Join(dir, strconv.Itoa(attempt)), backend)
-		if err == nil {
-			t.Cleanup(func() { n.stop(t) })
-			return n.addr
-		}
-		if !errors.Is(err, errAddrInUse) || attempt == nginxAttempts {
-			t.Fatalf("start nginx: %v", err)
-		}
+	n, err := startNginx(binary, t.TempDir(), backend)
+	if err != nil {
+		t.Fatalf("start nginx: %v", err)
 	}
+	t.Cleanup(func() { n.stop(t) })
+	return n.addr
 }
-
-// errAddrInUse is startNginx's error when another listener took the port.
-var errAddrInUse = errors.New("port taken before nginx could bind it")
 
 // nginx is one running nginx master process.
 type nginx struct {
@@ -94,17 +86,22 @@ type nginx struct {
 }
 
 // startNginx writes a configuration under dir and starts nginx with it on
-// a port that was free a moment ago, and waits until it accepts
-// connections.
+// a listening socket it opens on a free loopback port, and waits until
+// nginx accepts connections.
+//
+// The socket reaches nginx as its file descriptor 3, named in the NGINX
+// environment variable: that is how an nginx binary upgraded on the fly
+// inherits its predecessor's sockets, and nginx then uses the inherited
+// socket for the listen directive with the same address instead of
+// binding one. The socket is closed here once nginx has it, so the port
+// is free again when nginx exits.
 func startNginx(binary, dir, backend string) (*nginx, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	port, err := freePort()
+	listener, addr, err := listenLoopback()
 	if err != nil {
 		return nil, err
 	}
-	n := &nginx{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, done: make(chan struct{})}
+	defer listener.Close()
+	n := &nginx{addr: addr, dir: dir, done: make(chan struct{})}
 	config := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(config, []byte(nginxConfig(dir, n.addr, backend)), 0o600); err != nil {
 		return nil, err
@@ -119,6 +116,8 @@ func startNginx(binary, dir, backend string) (*nginx, error) {
 	// a non-root user cannot open.
 	n.cmd = exec.Command(binary, "-p", dir, "-e", n.errorLog(), "-c", config, "-g", "daemon off;")
 	n.cmd.Stdout, n.cmd.Stderr = output, output
+	n.cmd.ExtraFiles = []*os.File{listener}
+	n.cmd.Env = append(os.Environ(), "NGINX=3;")
 	// Its own process group, so that a kill reaches the worker too: a
 	// worker outlives a master killed with SIGKILL.
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -137,8 +136,8 @@ func startNginx(binary, dir, backend string) (*nginx, error) {
 }
 
 // waitReady waits, within nginxStartTimeout, until nginx has written its
-// pid file, which it does only after binding its port, and the port
-// accepts a connection.
+// pid file, which it does once it has taken over its listening socket, and
+// the port accepts a connection.
 func (n *nginx) waitReady() error {
 	deadline := time.Now().Add(nginxStartTimeout)
 	interval := time.Millisecond
@@ -149,10 +148,10 @@ func (n *nginx) waitReady() error {
 			return n.exitError()
 		default:
 		}
-		// nginx retries a failed bind for a few seconds before it gives
-		// up: give up on the port at the first failure instead.
-		if bytes.Contains(n.logs(), []byte("Address already in use")) {
-			return fmt.Errorf("%w: %s", errAddrInUse, n.addr)
+		// nginx would bind a socket of its own had it not recognized the
+		// inherited one, and retries a failed bind for a few seconds.
+		if bytes.Contains(n.logs(), []byte("bind() to")) {
+			return fmt.Errorf("nginx did not take the socket it was handed; logs:\n%s", n.logs())
 		}
 		written, _ := os.ReadFile(filepath.Join(n.dir, "nginx.pid"))
 		if strings.TrimSpace(string(written)) == pid {
@@ -173,9 +172,6 @@ func (n *nginx) waitReady() error {
 
 // exitError describes nginx's exit, once done is closed.
 func (n *nginx) exitError() error {
-	if bytes.Contains(n.logs(), []byte("Address already in use")) {
-		return fmt.Errorf("%w: %s", errAddrInUse, n.addr)
-	}
 	return fmt.Errorf("nginx exited (%v); logs:\n%s", n.waitErr, n.logs())
 }
 
@@ -229,14 +225,43 @@ func (n *nginx) logs() []byte {
 	return append(errorLog, output...)
 }
 
-// freePort returns a loopback port that was free when it returned.
-func freePort() (int, error) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// listenLoopback opens a listening TCP socket on a free loopback port and
+// returns it as a file for a child process, with its address. The socket
+// is made with the syscall package rather than net.Listen: the file of a
+// net.Listener is switched to blocking mode when exec hands it over, and
+// nginx expects a non-blocking socket, as its own are.
+func listenLoopback() (*os.File, string, error) {
+	// Close-on-exec as holdPort's, so that only the child it is handed to
+	// inherits it.
+	syscall.ForkLock.RLock()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fd)
 	}
-	defer listener.Close()
-	return listener.Addr().(*net.TCPAddr).Port, nil
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return nil, "", fmt.Errorf("socket: %w", err)
+	}
+	file := os.NewFile(uintptr(fd), "nginx listener")
+	fail := func(step string, err error) (*os.File, string, error) {
+		file.Close()
+		return nil, "", fmt.Errorf("%s: %w", step, err)
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		return fail("set non-blocking", err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		return fail("bind", err)
+	}
+	if err := syscall.Listen(fd, syscall.SOMAXCONN); err != nil {
+		return fail("listen", err)
+	}
+	bound, err := syscall.Getsockname(fd)
+	if err != nil {
+		return fail("getsockname", err)
+	}
+	port := bound.(*syscall.SockaddrInet4).Port
+	return file, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
 }
 
 // nginxConfig returns the configuration: every file nginx writes under dir,
