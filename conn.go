@@ -3,10 +3,15 @@ package rafthttp
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // prefixConn yields bytes that were read from the connection during the
@@ -51,23 +56,28 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 // NetworkTransport.Close does not close the connections it accepted, and the
 // goroutines reading them would otherwise stay blocked forever.
 type connSet struct {
+	logger hclog.Logger
 	mu     sync.Mutex
 	conns  map[*trackedConn]struct{}
 	closed bool
 }
 
-func newConnSet() *connSet {
-	return &connSet{conns: make(map[*trackedConn]struct{})}
+func newConnSet(logger hclog.Logger) *connSet {
+	return &connSet{logger: logger, conns: make(map[*trackedConn]struct{})}
 }
 
-// add starts tracking conn and returns the connection to hand out. If the set
-// is already closed, conn is closed and ErrClosed returned.
-func (s *connSet) add(conn net.Conn) (net.Conn, error) {
-	tracked := &trackedConn{Conn: conn, set: s}
+// add starts tracking conn and returns the connection to hand out. For a
+// connection the Handler accepted, onClose tells it the connection is
+// closed, and the Handler's deadline for the peer's first byte is on it
+// (see Handler.switchProtocols); a dialed one has neither. If the set is
+// already closed, conn is closed and ErrClosed returned.
+func (s *connSet) add(conn net.Conn, onClose func()) (net.Conn, error) {
+	tracked := &trackedConn{Conn: conn, set: s, onClose: onClose}
+	tracked.awaitingFirstByte.Store(onClose != nil)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		conn.Close()
+		tracked.closeConn()
 		return nil, ErrClosed
 	}
 	s.conns[tracked] = struct{}{}
@@ -90,15 +100,22 @@ func (s *connSet) closeAll() {
 	s.mu.Unlock()
 	for conn := range conns {
 		conn.closedBySet.Store(true)
-		conn.Conn.Close()
+		conn.closeConn()
 	}
 }
 
 // trackedConn removes itself from its set when closed.
 type trackedConn struct {
 	net.Conn
-	set         *connSet
+	set *connSet
+	// onClose, for an accepted connection, tells the Handler, once.
+	onClose func()
+	closed  atomic.Bool
+	// closedBySet: Layer.Close closed it.
 	closedBySet atomic.Bool
+	// awaitingFirstByte: an accepted connection whose peer has sent
+	// nothing yet, under the Handler's deadline for its first byte.
+	awaitingFirstByte atomic.Bool
 }
 
 // Read reports io.EOF, rather than "use of closed network connection", to a
@@ -106,13 +123,57 @@ type trackedConn struct {
 // orderly end of the stream, not an error worth logging at shutdown.
 func (c *trackedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	if c.awaitingFirstByte.Load() {
+		n, err = c.firstRead(n, err)
+	}
 	if err != nil && c.closedBySet.Load() {
 		err = io.EOF
 	}
 	return n, err
 }
 
+// firstRead ends the wait for an accepted connection's first byte: once it
+// is in, the deadline goes, as raft's connections must live without one;
+// if the deadline passed first, the peer is not a raft node at work, and
+// raft is told the stream ended, which it takes quietly.
+func (c *trackedConn) firstRead(n int, err error) (int, error) {
+	if n > 0 {
+		c.awaitingFirstByte.Store(false)
+		if clearErr := c.Conn.SetReadDeadline(time.Time{}); err == nil {
+			err = clearErr
+		}
+		return n, err
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.awaitingFirstByte.Store(false)
+		c.set.logger.Debug("closing an upgraded connection whose peer sent nothing in time", "remote-address", c.RemoteAddr())
+		return 0, io.EOF
+	}
+	return n, err
+}
+
+// SetDeadline and SetReadDeadline replace the first byte's deadline: the
+// caller has taken the read deadline over.
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	c.awaitingFirstByte.Store(false)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	c.awaitingFirstByte.Store(false)
+	return c.Conn.SetReadDeadline(t)
+}
+
 func (c *trackedConn) Close() error {
 	c.set.remove(c)
-	return c.Conn.Close()
+	return c.closeConn()
+}
+
+// closeConn closes the connection and, the first time, tells the Handler.
+func (c *trackedConn) closeConn() error {
+	err := c.Conn.Close()
+	if c.onClose != nil && c.closed.CompareAndSwap(false, true) {
+		c.onClose()
+	}
+	return err
 }

@@ -51,46 +51,59 @@ func NewDialTLS(config *tls.Config) Dial {
 	}
 }
 
-// dialUpgrade connects to addr with dial and switches the connection to raft.
-// One deadline covers the connect, the request and the 101; it is cleared on
-// success. Canceling ctx stops the dial at once. On
-// failure the connection is closed and the error is an *UpgradeError naming
-// the failed step.
+// upgrader holds what every upgrade dial of a Layer needs.
+type upgrader struct {
+	dial Dial
+	// path is escaped, as sent in the request line.
+	path string
+	// extra holds the header lines every request carries: the user's
+	// headers and the cluster ID (see headerLines).
+	extra []byte
+	// clusterID is this node's, to name in a mismatch.
+	clusterID string
+	// peers is what the Layer learned about early data; nil dials without
+	// it, and then the request says nothing about it.
+	peers *peerTable
+}
+
+// dialUpgrade connects to addr and switches the connection to raft. One
+// deadline covers the connect, the request and the 101; it is cleared on
+// success. Canceling ctx stops the dial at once. On failure the connection
+// is closed and the error is an *UpgradeError naming the failed step.
 //
-// If peers says addr takes early data, dialUpgrade returns once connected,
-// and the connection upgrades itself on first use (see lazyConn), still
-// under the deadline. Otherwise it waits for the 101 and records in peers
-// what the 101 said about early data. A nil peers means no early data, and
-// the request says nothing about it.
-func dialUpgrade(ctx context.Context, deadline time.Time, dial Dial, path, addr string, peers *peerTable) (net.Conn, error) {
+// If u.peers says addr takes early data, dialUpgrade returns once
+// connected, and the connection upgrades itself on first use (see
+// lazyConn), still under the deadline. Otherwise it waits for the 101 and
+// records in u.peers what the 101 said about early data.
+func (u *upgrader) dialUpgrade(ctx context.Context, deadline time.Time, addr string) (net.Conn, error) {
 	if err := validHost(addr); err != nil {
 		return nil, &UpgradeError{Addr: addr, Step: StepDial, Err: err}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, &UpgradeError{Addr: addr, Step: StepDial, Err: err}
 	}
-	conn, err := connect(ctx, dial, addr, dialTimeout(deadline))
+	conn, err := connect(ctx, u.dial, addr, dialTimeout(deadline))
 	if err != nil {
 		return nil, &UpgradeError{Addr: addr, Step: StepDial, Err: contextCause(ctx, deadline, err)}
 	}
-	if early := peers.earlyData(addr); early > 0 {
+	if early := u.peers.earlyData(addr); early > 0 {
 		// A zero deadline clears any the Dial may have left.
 		if err := conn.SetDeadline(deadline); err != nil {
 			conn.Close()
 			return nil, &UpgradeError{Addr: addr, Step: StepDial, Err: err}
 		}
-		return newLazyConn(conn, path, addr, early, deadline, peers), nil
+		return newLazyConn(conn, u, addr, early, deadline), nil
 	}
 	announce := -1
-	if peers != nil {
+	if u.peers != nil {
 		announce = 0
 	}
-	upgraded, bodyMax, step, err := upgrade(ctx, conn, path, addr, deadline, announce)
+	upgraded, bodyMax, step, err := u.upgrade(ctx, conn, addr, deadline, announce)
 	if err != nil {
 		conn.Close()
 		return nil, &UpgradeError{Addr: addr, Step: step, Err: err}
 	}
-	peers.learned(addr, bodyMax)
+	u.peers.learned(addr, bodyMax)
 	return upgraded, nil
 }
 
@@ -134,7 +147,7 @@ func checkConn(conn net.Conn, err error) (net.Conn, error) {
 // raft and the early data the peer takes (0 if it said nothing), or the
 // failed step and its error. announce is as for appendUpgradeRequest. It
 // does not close conn.
-func upgrade(ctx context.Context, conn net.Conn, path, addr string, deadline time.Time, announce int) (_ net.Conn, bodyMax int, step UpgradeStep, err error) {
+func (u *upgrader) upgrade(ctx context.Context, conn net.Conn, addr string, deadline time.Time, announce int) (_ net.Conn, bodyMax int, step UpgradeStep, err error) {
 	// A zero deadline clears any the Dial may have left.
 	if err := conn.SetDeadline(deadline); err != nil {
 		return nil, 0, StepDial, err
@@ -151,11 +164,11 @@ func upgrade(ctx context.Context, conn net.Conn, path, addr string, deadline tim
 			}
 		}()
 	}
-	if _, err := conn.Write(appendUpgradeRequest(nil, path, addr, announce)); err != nil {
+	if _, err := conn.Write(appendUpgradeRequest(nil, u.path, addr, u.extra, announce)); err != nil {
 		return nil, 0, StepWriteRequest, contextCause(ctx, deadline, err)
 	}
 	reader, source := newAnswerReader(conn)
-	bodyMax, step, err = readUpgradeResponse(reader, source)
+	bodyMax, step, err = readUpgradeResponse(reader, source, u.clusterID)
 	if err != nil {
 		if step == StepReadResponse {
 			err = contextCause(ctx, deadline, err)

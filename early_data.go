@@ -139,10 +139,10 @@ func tlsRecordOverhead(conn net.Conn) int {
 // closed.
 type lazyConn struct {
 	net.Conn
-	path, addr string
-	bodyMax    int // the most early data the peer takes
-	room       int // the most bytes the request may take on the wire, head and body
-	peers      *peerTable
+	upgrader *upgrader
+	addr     string
+	bodyMax  int // the most early data the peer takes
+	room     int // the most bytes the request may take on the wire, head and body
 
 	// outcome is set once the answer is in, and ready is closed then.
 	outcome atomic.Pointer[upgradeOutcome]
@@ -187,14 +187,13 @@ type callerDeadline struct {
 	set bool
 }
 
-func newLazyConn(conn net.Conn, path, addr string, bodyMax int, deadline time.Time, peers *peerTable) *lazyConn {
+func newLazyConn(conn net.Conn, upgrader *upgrader, addr string, bodyMax int, deadline time.Time) *lazyConn {
 	return &lazyConn{
 		Conn:         conn,
-		path:         path,
+		upgrader:     upgrader,
 		addr:         addr,
 		bodyMax:      bodyMax,
 		room:         maxEarlyRequest - tlsRecordOverhead(conn),
-		peers:        peers,
 		ready:        make(chan struct{}),
 		dialDeadline: deadline,
 	}
@@ -258,10 +257,11 @@ func (c *lazyConn) sendRequest(data []byte) (int, error) {
 	}
 	c.requested = true
 	n := min(len(data), c.bodyMax)
-	head := appendUpgradeRequest(make([]byte, 0, 256+n), c.path, c.addr, n)
+	u := c.upgrader
+	head := appendUpgradeRequest(make([]byte, 0, 256+len(u.extra)+n), u.path, c.addr, u.extra, n)
 	if over := len(head) + n - c.room; over > 0 {
 		n = max(n-over, 0)
-		head = appendUpgradeRequest(head[:0], c.path, c.addr, n)
+		head = appendUpgradeRequest(head[:0], u.path, c.addr, u.extra, n)
 	}
 	c.body = n
 	if _, err := c.Conn.Write(append(head, data[:n]...)); err != nil {
@@ -299,7 +299,7 @@ func (c *lazyConn) await(waiter answerWaiter) (*upgradeOutcome, error) {
 // readAnswer parses the answer to the request and settles the outcome.
 func (c *lazyConn) readAnswer() *upgradeOutcome {
 	reader, source := newAnswerReader(c.Conn)
-	bodyMax, step, err := readUpgradeResponse(reader, source)
+	bodyMax, step, err := readUpgradeResponse(reader, source, c.upgrader.clusterID)
 	if err == nil && c.body > 0 && bodyMax == 0 {
 		// Nothing says the peer read the body: an original node, or a
 		// proxy that dropped it. raft's first bytes may be gone.
@@ -308,7 +308,7 @@ func (c *lazyConn) readAnswer() *upgradeOutcome {
 	if err != nil {
 		return c.fail(step, err)
 	}
-	c.peers.learned(c.addr, bodyMax)
+	c.upgrader.peers.learned(c.addr, bodyMax)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// The dial's deadline ends with the handshake; the caller's stay.
@@ -383,7 +383,7 @@ func (c *lazyConn) fail(step UpgradeStep, err error) *upgradeOutcome {
 	upgradeErr := &UpgradeError{Addr: c.addr, Step: step, Err: err}
 	c.Conn.Close()
 	if !closed {
-		c.peers.failed(c.addr, upgradeErr)
+		c.upgrader.peers.failed(c.addr, upgradeErr)
 	}
 	return c.settle(&upgradeOutcome{err: upgradeErr})
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 )
 
 // ErrClosed is returned by [Layer.Accept], [Layer.Dial] and the membership
@@ -12,6 +13,46 @@ import (
 // [net.ErrClosed], so errors.Is(err, net.ErrClosed) holds as it does for a
 // closed net.Listener.
 var ErrClosed = fmt.Errorf("rafthttp: closed: %w", net.ErrClosed)
+
+// ErrUnauthorized, returned by a [HandlerConfig.Authorize] function (or
+// wrapped in what it returns), makes the Handler answer 401 Unauthorized
+// instead of 403 Forbidden: the request carried no credentials, or ones
+// that could not be verified, rather than ones that do not allow it.
+var ErrUnauthorized = errors.New("rafthttp: unauthorized")
+
+// ErrClusterIDMismatch is matched, through errors.Is, by the error a dial,
+// Join, Leave or Members call returns when the peer's Handler belongs to
+// another cluster (see [LayerConfig.ClusterID]). The error itself is a
+// [*ClusterIDError].
+var ErrClusterIDMismatch = errors.New("rafthttp: cluster ID mismatch")
+
+// ClusterIDError is a peer's refusal (412 Precondition Failed) of a request
+// meant for another cluster. errors.Is(err, ErrClusterIDMismatch) holds for
+// it, and errors.As finds the [*StatusError] it wraps.
+type ClusterIDError struct {
+	// Local is this node's cluster ID, "" if it has none.
+	Local string
+	// Remote is the peer's cluster ID, as its answer named it.
+	Remote string
+	// Status is the peer's answer.
+	Status *StatusError
+}
+
+func (e *ClusterIDError) Error() string {
+	return fmt.Sprintf("cluster ID mismatch: this node is in cluster %s, the peer in cluster %s", quoteClusterID(e.Local), quoteClusterID(e.Remote))
+}
+
+func quoteClusterID(id string) string {
+	if id == "" {
+		return "(none set)"
+	}
+	return strconv.Quote(id)
+}
+
+// Is reports whether target is ErrClusterIDMismatch.
+func (e *ClusterIDError) Is(target error) bool { return target == ErrClusterIDMismatch }
+
+func (e *ClusterIDError) Unwrap() error { return e.Status }
 
 // UpgradeError reports a failed upgrade dial: the peer it was dialing and the
 // step that failed. Err holds the cause: a network error, or a

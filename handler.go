@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,27 @@ const (
 	// DefaultBacklog is how many upgraded connections may wait for
 	// [Layer.Accept] when [HandlerConfig.Backlog] is zero.
 	DefaultBacklog = 64
+
+	// DefaultMaxConns is how many upgraded connections may be open at once
+	// when [HandlerConfig.MaxConns] is zero. A peer holds a handful (raft's
+	// pool, its pipeline, a snapshot), so this serves clusters of a
+	// hundred nodes; raft gives each about 260 KiB of buffers.
+	DefaultMaxConns = 512
+
+	// DefaultMaxPendingUpgrades is how many upgrades may wait at once for
+	// room in the backlog or for their early data when
+	// [HandlerConfig.MaxPendingUpgrades] is zero.
+	DefaultMaxPendingUpgrades = 128
+
+	// DefaultMaxPendingChanges is how many join and leave requests may
+	// wait at once for their answer when [HandlerConfig.MaxPendingChanges]
+	// is zero. Changes are applied one at a time.
+	DefaultMaxPendingChanges = 16
+
+	// MaxEarlyData is the most raft data a Handler takes in the body of an
+	// upgrade request (see [LayerConfig.EagerHandshake]); a larger body is
+	// refused with 413 before any 101.
+	MaxEarlyData = maxEarlyData
 
 	// retryAfterSeconds is what a 503 tells the caller to wait. Elections
 	// settle within a few heartbeat timeouts, about a second by default.
@@ -49,6 +71,42 @@ type HandlerConfig struct {
 	// is then refused with 503, before any 101 is sent. Zero means
 	// DefaultBacklog.
 	Backlog int
+
+	// Authorize, if set, sees every request the Handler serves before
+	// anything else happens: upgrades, joins, leaves and any other. A
+	// non-nil error refuses the request with 403 Forbidden, or 401
+	// Unauthorized when errors.Is(err, ErrUnauthorized): no connection is
+	// taken over, no early data read, nothing reaches Requests or Accept.
+	// The error is logged with the remote address; the client gets no
+	// more than the status. Authorize by client certificate (r.TLS) or by
+	// header (see LayerConfig.Header). Nil allows every request.
+	Authorize func(r *http.Request) error
+
+	// ClusterID names the cluster this node serves. When set, a request
+	// whose Rafthttp-Cluster-Id header (see LayerConfig.ClusterID) is
+	// missing or different is refused with 412 Precondition Failed, before
+	// any connection is taken over, and the answer names this ID. Empty
+	// checks nothing, so original nodes and Layers without an ID get in.
+	ClusterID string
+
+	// MaxConns bounds the upgraded connections open at once, from the 101
+	// until raft or the peer closes them; past it, upgrades are refused
+	// with 503 before any 101. A connection whose peer sends nothing
+	// within Timeout of the 101 is closed: raft's own send their first
+	// request at once. Zero means DefaultMaxConns.
+	MaxConns int
+
+	// MaxPendingUpgrades bounds the upgrades that may wait at once for
+	// room in the backlog or for the early data their request announces;
+	// past it, upgrades are refused with 503 at once. Zero means
+	// DefaultMaxPendingUpgrades.
+	MaxPendingUpgrades int
+
+	// MaxPendingChanges bounds the join and leave requests that may wait
+	// at once for the consumer of Requests and its answer; past it, they
+	// are refused with 503 at once, and the client retries. Zero means
+	// DefaultMaxPendingChanges.
+	MaxPendingChanges int
 }
 
 // Handler serves the raft endpoint of an HTTP server. Mount it on a
@@ -60,10 +118,27 @@ type HandlerConfig struct {
 //     &voter=false for a non-voter), DELETE ?id=ID asks for it to leave.
 //     Both are passed on through [Handler.Requests].
 //
+// Everything a peer can make the Handler hold is bounded: see
+// [HandlerConfig]. The http.Server it is mounted on bounds the rest
+// (ReadHeaderTimeout, MaxHeaderBytes): see the README's Security section.
+//
 // A Handler is used by exactly one Layer. It is safe for concurrent use.
 type Handler struct {
-	logger  hclog.Logger
-	timeout atomic.Int64 // time.Duration
+	logger    hclog.Logger
+	timeout   atomic.Int64 // time.Duration
+	authorize func(r *http.Request) error
+	clusterID string
+
+	// open counts upgraded connections from the 101 until they close,
+	// bounded by maxConns.
+	open     atomic.Int64
+	maxConns int64
+	// pendingUpgrades and pendingChanges hold a token per upgrade or
+	// membership request in progress.
+	pendingUpgrades chan struct{}
+	pendingChanges  chan struct{}
+	// probe is the Layer's check that a joiner can be reached.
+	probe atomic.Pointer[raftmembership.ReachabilityCheck]
 
 	requests chan *raftmembership.ChangeRequest
 	conns    chan net.Conn
@@ -94,27 +169,42 @@ func NewHandlerWithLogger(logger hclog.Logger) *Handler {
 }
 
 // NewHandlerWithConfig returns a Handler configured by config; zero fields
-// take their defaults. A negative Timeout or Backlog is treated as zero.
+// take their defaults. A negative Timeout or bound is treated as zero.
 func NewHandlerWithConfig(config HandlerConfig) *Handler {
 	logger := config.Logger
 	if logger == nil {
 		logger = hclog.New(&hclog.LoggerOptions{Name: "rafthttp"})
 	}
-	backlog := config.Backlog
-	if backlog <= 0 {
-		backlog = DefaultBacklog
-	}
+	backlog := orDefault(config.Backlog, DefaultBacklog)
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Handler{
-		logger:   logger,
-		requests: make(chan *raftmembership.ChangeRequest),
-		conns:    make(chan net.Conn, backlog),
-		slots:    make(chan struct{}, backlog),
-		ctx:      ctx,
-		cancel:   cancel,
+		logger:          logger,
+		authorize:       config.Authorize,
+		clusterID:       config.ClusterID,
+		maxConns:        int64(orDefault(config.MaxConns, DefaultMaxConns)),
+		pendingUpgrades: make(chan struct{}, orDefault(config.MaxPendingUpgrades, DefaultMaxPendingUpgrades)),
+		pendingChanges:  make(chan struct{}, orDefault(config.MaxPendingChanges, DefaultMaxPendingChanges)),
+		requests:        make(chan *raftmembership.ChangeRequest),
+		conns:           make(chan net.Conn, backlog),
+		slots:           make(chan struct{}, backlog),
+		ctx:             ctx,
+		cancel:          cancel,
 	}
 	h.Timeout(config.Timeout)
 	return h
+}
+
+// orDefault returns n, or def if n is zero or less.
+func orDefault(n, def int) int {
+	if n <= 0 {
+		return def
+	}
+	return n
+}
+
+// setProbe sets the Layer's reachability check for joins.
+func (h *Handler) setProbe(probe raftmembership.ReachabilityCheck) {
+	h.probe.Store(&probe)
 }
 
 // Timeout sets how long a membership request waits to be handled, and how
@@ -161,14 +251,35 @@ func (h *Handler) Close() {
 		select {
 		case conn := <-h.conns:
 			conn.Close()
+			h.connClosed()
 		default:
 			return
 		}
 	}
 }
 
-// ServeHTTP answers raft upgrades (GET), joins (POST) and leaves (DELETE).
+// ServeHTTP answers raft upgrades (GET), joins (POST) and leaves (DELETE),
+// once Authorize and the cluster ID check let the request through.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.authorize != nil {
+		if err := h.authorize(r); err != nil {
+			status := http.StatusForbidden
+			if errors.Is(err, ErrUnauthorized) {
+				status = http.StatusUnauthorized
+			}
+			h.logger.Info("refused request: not authorized", "method", r.Method, "path", r.URL.Path,
+				"remote-address", r.RemoteAddr, "status", status, "error", err)
+			h.refuse(w, r, status, "rafthttp: "+strings.ToLower(http.StatusText(status)))
+			return
+		}
+	}
+	if reason := checkClusterID(r, h.clusterID); reason != "" {
+		h.logger.Info("refused request: cluster ID mismatch", "method", r.Method, "path", r.URL.Path,
+			"remote-address", r.RemoteAddr, "cluster-id", h.clusterID, "request-cluster-id", r.Header.Values(clusterIDHeader))
+		w.Header().Set(clusterIDHeader, h.clusterID)
+		h.refuse(w, r, http.StatusPreconditionFailed, reason)
+		return
+	}
 	switch r.Method {
 	case http.MethodGet:
 		h.serveUpgrade(w, r)
@@ -239,8 +350,14 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, status, reason)
 		return
 	}
+	if status, reason := h.admitUpgrade(); status != 0 {
+		h.refuse(w, r, status, reason)
+		return
+	}
+	delivered := false
+	defer func() { h.finishUpgrade(delivered) }()
 	if r.ContentLength > 0 {
-		h.serveEarlyData(w, r)
+		delivered = h.serveEarlyData(w, r)
 		return
 	}
 	if status, reason := h.reserveSlot(r.Context()); status != 0 {
@@ -259,37 +376,72 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		h.releaseSlot()
 		return
 	}
-	h.switchProtocols(conn, rw.Reader, r, nil)
+	delivered = h.switchProtocols(conn, rw.Reader, r, nil)
 }
+
+// admitUpgrade takes what an upgrade in progress holds: a pending-upgrade
+// token and a count among the open connections. It returns the status and
+// reason to refuse the upgrade with if either is at its bound.
+func (h *Handler) admitUpgrade() (int, string) {
+	select {
+	case h.pendingUpgrades <- struct{}{}:
+	default:
+		return http.StatusServiceUnavailable, fmt.Sprintf("rafthttp: %d upgrades already in progress", cap(h.pendingUpgrades))
+	}
+	for {
+		open := h.open.Load()
+		if open >= h.maxConns {
+			<-h.pendingUpgrades
+			return http.StatusServiceUnavailable, fmt.Sprintf("rafthttp: %d raft connections already open", h.maxConns)
+		}
+		if h.open.CompareAndSwap(open, open+1) {
+			return 0, ""
+		}
+	}
+}
+
+// finishUpgrade gives back what admitUpgrade took, but for the count of a
+// connection that was delivered, which connClosed gives back.
+func (h *Handler) finishUpgrade(delivered bool) {
+	<-h.pendingUpgrades
+	if !delivered {
+		h.connClosed()
+	}
+}
+
+// connClosed tells the Handler that an upgraded connection it counted is
+// closed.
+func (h *Handler) connClosed() { h.open.Add(-1) }
 
 // serveEarlyData serves an upgrade whose body holds early data. The body is
 // read before a backlog slot is taken, so that a peer that never sends it
 // holds no slot, and from the hijacked reader rather than the request's
 // Body: reaching the end of that would start net/http's background read of
 // the connection, which the hijack must then stop, a goroutine and two
-// wake-ups for nothing. Refusals are written by hand.
-func (h *Handler) serveEarlyData(w http.ResponseWriter, r *http.Request) {
+// wake-ups for nothing. Refusals are written by hand. It reports whether
+// the connection was delivered.
+func (h *Handler) serveEarlyData(w http.ResponseWriter, r *http.Request) bool {
 	conn, rw, ok := h.hijack(w, r)
 	if !ok {
-		return
+		return false
 	}
 	body, err := h.readEarlyData(conn, rw.Reader, r.ContentLength)
 	if err == nil && h.ctx.Err() == nil {
 		if status, reason := h.reserveSlot(context.Background()); status != 0 {
 			h.refuseHijacked(conn, r, status, reason)
-			return
+			return false
 		}
 		if h.ctx.Err() == nil {
-			h.switchProtocols(conn, rw.Reader, r, body)
-			return
+			return h.switchProtocols(conn, rw.Reader, r, body)
 		}
 		h.releaseSlot()
 	}
 	if h.ctx.Err() != nil {
 		h.refuseHijacked(conn, r, http.StatusServiceUnavailable, "rafthttp: handler closed")
-		return
+		return false
 	}
 	h.refuseHijacked(conn, r, http.StatusBadRequest, "rafthttp: reading the raft data in the upgrade request's body: "+err.Error())
+	return false
 }
 
 // hijack takes the connection over from net/http, or refuses the request
@@ -336,21 +488,23 @@ func (h *Handler) releaseSlot() { <-h.slots }
 // backlog slot is taken, and queues for Accept the connection raft will
 // use, which yields first body, the early data already read, then any
 // bytes the peer sent behind the request. The 101 confirms the body if the
-// request announced one (see bodyHeader). On failure the connection is
-// closed and the slot released.
-func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader, r *http.Request, body []byte) {
+// request announced one (see bodyHeader). It reports whether the
+// connection was delivered; if not, it is closed and the slot released.
+//
+// The connection keeps a read deadline, Timeout from now, for its first
+// byte: a raft peer sends its first request at once, and a connection that
+// sends nothing is only holding a slot among MaxConns. The Layer lifts it
+// when that byte arrives (see trackedConn).
+func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader, r *http.Request, body []byte) bool {
 	answer := switchingProtocolsBytes
 	if _, announced := r.Header[bodyHeader]; announced {
 		answer = switchingProtocolsBody
 	}
-	// raft's connections live for hours: no deadline may stay on them.
-	// net/http clears its own on hijack; this also clears any a wrapping
-	// listener or middleware may have set. Only the write of the 101 is
-	// bounded.
-	err := conn.SetDeadline(time.Time{})
-	if err == nil {
-		err = conn.SetWriteDeadline(time.Now().Add(h.currentTimeout()))
-	}
+	// raft's connections live for hours: no deadline may stay on them but
+	// the first byte's. net/http clears its own on hijack; this also
+	// clears any a wrapping listener or middleware may have set.
+	deadline := time.Now().Add(h.currentTimeout())
+	err := conn.SetDeadline(deadline)
 	if err == nil {
 		_, err = conn.Write(answer)
 	}
@@ -361,7 +515,7 @@ func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader, r *http
 		conn.Close()
 		h.releaseSlot()
 		h.logger.Warn("upgrade failed after hijacking", "remote-address", r.RemoteAddr, "path", r.URL.Path, "error", fmt.Errorf("write 101: %w", err))
-		return
+		return false
 	}
 	// A peer may also send raft bytes right behind its request without
 	// waiting for the 101; net/http may already have read them.
@@ -370,22 +524,21 @@ func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader, r *http
 		body = append(body, early...)
 	}
 	if len(body) > 0 {
-		h.deliver(&prefixConn{Conn: conn, prefix: body}, r)
-		return
+		return h.deliver(&prefixConn{Conn: conn, prefix: body}, r)
 	}
-	h.deliver(conn, r)
+	return h.deliver(conn, r)
 }
 
 // deliver queues an upgraded connection for Accept, or closes it if the
-// Handler closed while the 101 was being written.
-func (h *Handler) deliver(conn net.Conn, r *http.Request) {
+// Handler closed while the 101 was being written, and reports which.
+func (h *Handler) deliver(conn net.Conn, r *http.Request) bool {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if h.closed {
 		conn.Close()
 		h.releaseSlot()
 		h.logger.Debug("closed upgraded connection: handler closed during the handshake", "remote-address", r.RemoteAddr, "path", r.URL.Path)
-		return
+		return false
 	}
 	// Cannot block: the slot taken in reserveSlot guarantees room.
 	h.conns <- conn
@@ -394,6 +547,7 @@ func (h *Handler) deliver(conn net.Conn, r *http.Request) {
 	if h.logger.IsDebug() {
 		h.logger.Debug("upgraded connection", "remote-address", r.RemoteAddr, "path", r.URL.Path)
 	}
+	return true
 }
 
 // accept returns the next upgraded connection, or ErrClosed once the
@@ -421,6 +575,16 @@ func (h *Handler) serveMembership(w http.ResponseWriter, r *http.Request, kind r
 		h.refuse(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
+	if probe := h.probe.Load(); probe != nil && kind != raftmembership.LeaveRequest {
+		request.WithReachabilityCheck(*probe)
+	}
+	select {
+	case h.pendingChanges <- struct{}{}:
+		defer func() { <-h.pendingChanges }()
+	default:
+		h.refuse(w, r, http.StatusServiceUnavailable, fmt.Sprintf("rafthttp: %d membership requests already waiting", cap(h.pendingChanges)))
+		return
+	}
 	err = h.submit(r.Context(), request)
 	if err == nil {
 		h.logger.Info("membership change done", "kind", request.Kind(), "id", request.ID(), "address", request.Address(),
@@ -437,7 +601,11 @@ func (h *Handler) serveMembership(w http.ResponseWriter, r *http.Request, kind r
 		return
 	}
 	status := http.StatusInternalServerError
-	if retryable(err) {
+	var inUse *raftmembership.ErrAddressInUse
+	switch {
+	case errors.As(err, &inUse):
+		status = http.StatusConflict
+	case retryable(err):
 		status = http.StatusServiceUnavailable
 	}
 	h.refuse(w, r, status, fmt.Sprintf("rafthttp: %s %s: %v", request.Kind(), request.ID(), err))
@@ -455,6 +623,9 @@ func parseChangeRequest(r *http.Request, kind raftmembership.ChangeRequestKind) 
 	if err != nil {
 		return nil, err
 	}
+	if err := raftmembership.CheckID(raft.ServerID(id)); err != nil {
+		return nil, fmt.Errorf("rafthttp: bad id: %w", err)
+	}
 	if kind == raftmembership.LeaveRequest {
 		return raftmembership.NewLeaveRequest(raft.ServerID(id)), nil
 	}
@@ -462,8 +633,8 @@ func parseChangeRequest(r *http.Request, kind raftmembership.ChangeRequestKind) 
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := net.SplitHostPort(address); err != nil {
-		return nil, fmt.Errorf("rafthttp: bad address %q: want host:port", address)
+	if err := raftmembership.CheckAddress(raft.ServerAddress(address)); err != nil {
+		return nil, fmt.Errorf("rafthttp: bad address: %w", err)
 	}
 	if query.Has("voter") {
 		voter, err := strconv.ParseBool(query.Get("voter"))
@@ -539,8 +710,12 @@ func (h *Handler) send(ctx context.Context, request *raftmembership.ChangeReques
 // retryable reports whether a failed membership request may succeed if sent
 // again later, which the client is told with a 503.
 func retryable(err error) bool {
-	var unknown *raftmembership.ErrUnknownLeader
+	var (
+		unknown     *raftmembership.ErrUnknownLeader
+		unreachable *raftmembership.ErrUnreachable
+	)
 	return errors.As(err, &unknown) ||
+		errors.As(err, &unreachable) ||
 		errors.Is(err, ErrClosed) ||
 		errors.Is(err, errNoConsumer) ||
 		errors.Is(err, errNoAnswer) ||
@@ -553,13 +728,12 @@ func retryable(err error) bool {
 		errors.Is(err, raft.ErrNotLeader)
 }
 
-// leaderURL points the same request at the leader, keeping the scheme the
-// request came in on so a TLS cluster stays TLS.
+// leaderURL points the same request at the leader, with no scheme
+// ("//leader/path?query"), so that every client keeps the one it used: an
+// https client stays on https, and one that puts TLS inside its Dial and
+// sends http:// URLs, as the original package's client does, stays on
+// http:// rather than wrapping TLS in TLS.
 func leaderURL(r *http.Request, leader string) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	u := url.URL{Scheme: scheme, Host: leader, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	u := url.URL{Host: leader, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	return u.String()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -63,6 +64,30 @@ type LayerConfig struct {
 	// Handler that reads the body of GET requests, which makes each such
 	// upgrade wait out the Handler's timeout.
 	EagerHandshake bool
+
+	// Header holds headers sent on every upgrade and membership request
+	// the Layer makes, such as "Authorization: Bearer ..." for a peer whose
+	// [HandlerConfig.Authorize] checks it. NewLayerWithConfig refuses
+	// invalid names or values and the headers the protocol sets itself:
+	// Host, Upgrade, Connection, Content-Length, Transfer-Encoding and any
+	// Rafthttp-*. The map is copied. A peer's 401 or 403 comes back from
+	// Dial, Join and Leave as a *StatusError with that code, and is not
+	// retried.
+	//
+	// The headers travel in every upgrade request, and with early data
+	// they take room from raft's first bytes in the request's one segment:
+	// a 7-byte bearer token of 43 characters (32 random bytes, base64)
+	// leaves about 1,000 bytes of the 1,200.
+	Header http.Header
+
+	// ClusterID names the cluster this node belongs to. When set, every
+	// upgrade and membership request carries it, and a peer whose Handler
+	// has another [HandlerConfig.ClusterID] refuses it with 412: Dial, the
+	// first Read or Write of an early-data connection, Join and Leave then
+	// return an error for which errors.Is(err, ErrClusterIDMismatch)
+	// holds, naming both IDs, and it is not retried. Empty sends nothing,
+	// as the original package does.
+	ClusterID string
 }
 
 // Layer is a [raft.StreamLayer] that carries raft traffic over HTTP
@@ -72,14 +97,12 @@ type LayerConfig struct {
 //
 // Pass a Layer to raft.NewNetworkTransport. A Layer is safe for concurrent use.
 type Layer struct {
-	path    string // escaped, as sent in the request line
-	addr    net.Addr
-	handler *Handler
-	dial    Dial
-	logger  hclog.Logger
-	conns   *connSet
-	members *membershipClient
-	peers   *peerTable // nil with EagerHandshake
+	addr     net.Addr
+	handler  *Handler
+	logger   hclog.Logger
+	conns    *connSet
+	members  *membershipClient
+	upgrader *upgrader
 
 	// ctx ends on Close, canceling Join and Leave calls in flight.
 	ctx       context.Context
@@ -132,23 +155,46 @@ func NewLayerWithConfig(config LayerConfig) (*Layer, error) {
 	if logger == nil {
 		logger = config.Handler.logger
 	}
-	var peers *peerTable
+	if err := checkUserHeader(config.Header); err != nil {
+		return nil, err
+	}
+	if err := checkClusterIDValue(config.ClusterID); err != nil {
+		return nil, fmt.Errorf("rafthttp: LayerConfig.ClusterID: %w", err)
+	}
+	header := requestHeader(config.Header, config.ClusterID)
+	upgrader := &upgrader{dial: dial, path: path, extra: headerLines(header), clusterID: config.ClusterID}
 	if !config.EagerHandshake {
-		peers = newPeerTable(logger)
+		upgrader.peers = newPeerTable(logger)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Layer{
-		path:    path,
-		addr:    config.Addr,
-		handler: config.Handler,
-		dial:    dial,
-		logger:  logger,
-		conns:   newConnSet(),
-		members: newMembershipClient(dial),
-		peers:   peers,
-		ctx:     ctx,
-		cancel:  cancel,
-	}, nil
+	layer := &Layer{
+		addr:     config.Addr,
+		handler:  config.Handler,
+		logger:   logger,
+		conns:    newConnSet(logger),
+		members:  newMembershipClient(dial, header, config.ClusterID),
+		upgrader: upgrader,
+		ctx:      ctx,
+		cancel:   cancel,
+	}
+	config.Handler.setProbe(layer.probe)
+	return layer, nil
+}
+
+// probe checks, for a join this node applies as the leader, that it can
+// open a raft connection to the joiner at addr: the same dial raft will
+// make, with this Layer's Dial, path, headers and cluster ID, and without
+// early data, so the whole handshake is checked. The connection is closed
+// at once; the joiner's raft sees it end before its first byte.
+func (l *Layer) probe(ctx context.Context, addr raft.ServerAddress) error {
+	probe := *l.upgrader
+	probe.peers = nil
+	deadline, _ := ctx.Deadline()
+	conn, err := probe.dialUpgrade(ctx, deadline, string(addr))
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }
 
 // requestPath validates the mount path and returns it escaped for the
@@ -173,7 +219,7 @@ func (l *Layer) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return l.conns.add(conn)
+	return l.conns.add(conn, nil)
 }
 
 // Close closes the Handler, makes Accept, Dial, Join and Leave return
@@ -236,7 +282,7 @@ func (l *Layer) dialUpgrade(ctx context.Context, deadline time.Time, addr raft.S
 	if l.ctx.Err() != nil {
 		return nil, ErrClosed
 	}
-	conn, err := dialUpgrade(ctx, deadline, l.dial, l.path, string(addr), l.peers)
+	conn, err := l.upgrader.dialUpgrade(ctx, deadline, string(addr))
 	if err != nil {
 		if l.ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %w", ErrClosed, err)
@@ -244,7 +290,7 @@ func (l *Layer) dialUpgrade(ctx context.Context, deadline time.Time, addr raft.S
 		l.logger.Debug("upgrade dial failed", "address", addr, "error", err)
 		return nil, err
 	}
-	return l.conns.add(conn)
+	return l.conns.add(conn, nil)
 }
 
 // Join asks the node at addr to add this node, under id and with its
@@ -290,7 +336,7 @@ func (l *Layer) change(ctx context.Context, kind raftmembership.ChangeRequestKin
 	defer cancel()
 	stop := context.AfterFunc(l.ctx, cancel)
 	defer stop()
-	err := l.members.change(ctx, kind, l.path, id, l.addr.String(), string(target))
+	err := l.members.change(ctx, kind, l.upgrader.path, id, l.addr.String(), string(target))
 	if err != nil && l.ctx.Err() != nil {
 		return fmt.Errorf("%w: %w", ErrClosed, err)
 	}

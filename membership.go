@@ -12,7 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
+
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -59,7 +59,7 @@ func ChangeMembershipContext(ctx context.Context, kind raftmembership.ChangeRequ
 	if dial == nil {
 		dial = NewDialTCP()
 	}
-	client := newMembershipClient(dial)
+	client := newMembershipClient(dial, nil, "")
 	defer client.close()
 	return client.change(ctx, kind, escaped, id, address, target)
 }
@@ -71,9 +71,13 @@ func ChangeMembershipContext(ctx context.Context, kind raftmembership.ChangeRequ
 type membershipClient struct {
 	transport *http.Transport
 	client    *http.Client
+	// header goes on every request: the user's headers and the cluster ID.
+	header http.Header
+	// clusterID is this node's, to name in a mismatch.
+	clusterID string
 }
 
-func newMembershipClient(dial Dial) *membershipClient {
+func newMembershipClient(dial Dial, header http.Header, clusterID string) *membershipClient {
 	dialContext := func(ctx context.Context, _, addr string) (net.Conn, error) {
 		// net/http dials under a context stripped of the request's
 		// deadline (a connection may outlive its request), but with its
@@ -90,6 +94,8 @@ func newMembershipClient(dial Dial) *membershipClient {
 		DisableKeepAlives: true,
 	}
 	return &membershipClient{
+		header:    header,
+		clusterID: clusterID,
 		transport: transport,
 		client: &http.Client{
 			Transport: transport,
@@ -198,26 +204,33 @@ func (c *membershipClient) attempt(ctx context.Context, method, path, query, tar
 		if err != nil {
 			return 0, false, err
 		}
+		request.Header = c.header.Clone()
 		response, err := c.client.Do(request)
 		if err != nil {
 			return 0, transient(err), err
 		}
-		body, _ := io.ReadAll(io.LimitReader(response.Body, maxErrorBody))
+		var refused error
+		if status := response.StatusCode; status < 200 || status >= 300 {
+			refused = refusal(response, c.clusterID)
+		}
 		io.Copy(io.Discard, io.LimitReader(response.Body, maxDrain))
 		response.Body.Close()
 		switch status := response.StatusCode; {
-		case status >= 200 && status < 300:
+		case refused == nil:
 			return 0, false, nil
 		case status == http.StatusTemporaryRedirect || status == http.StatusPermanentRedirect:
+			// Location has no scheme when a rafthttp Handler sends it;
+			// resolved against this request's URL it keeps the scheme
+			// this client chose (see DESIGN.md).
 			next, err := response.Location()
 			if err != nil {
 				return 0, false, fmt.Errorf("redirect from %s: %w", request.URL.Host, err)
 			}
 			location = next.String()
 		case status == http.StatusServiceUnavailable:
-			return parseRetryAfter(response.Header.Get("Retry-After")), true, &StatusError{StatusCode: status, Body: strings.TrimSpace(string(body))}
+			return parseRetryAfter(response.Header.Get("Retry-After")), true, refused
 		default:
-			return 0, false, &StatusError{StatusCode: status, Body: strings.TrimSpace(string(body))}
+			return 0, false, refused
 		}
 	}
 	// Redirects that go round in circles mean the nodes disagree on the

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +34,14 @@ const (
 	// bodyMaxHeader, on a 101, answers a request that sent bodyHeader: the
 	// peer read the body whole, and takes bodies of up to this many bytes.
 	bodyMaxHeader = "Rafthttp-Body-Max"
+
+	// clusterIDHeader names the cluster a request is meant for
+	// (LayerConfig.ClusterID), and on a 412 the cluster of the Handler
+	// that refused it.
+	clusterIDHeader = "Rafthttp-Cluster-Id"
+
+	// protocolHeaderPrefix starts every header name this protocol owns.
+	protocolHeaderPrefix = "Rafthttp-"
 )
 
 // switchingProtocols is the whole 101 answer. It is written by hand after
@@ -57,17 +67,19 @@ var aLongTimeAgo = time.Unix(1, 0)
 const maxErrorBody = 512
 
 // appendUpgradeRequest appends the request head that asks addr to switch
-// the connection to raft, announcing body bytes of early data (see
-// bodyHeader); a negative body announces nothing, as the original nodes
-// do. It is written by hand: the request never varies but for the Host
-// and the body's length, and building an http.Request for it costs more
-// than the rest of the handshake.
-func appendUpgradeRequest(head []byte, path, addr string, body int) []byte {
+// the connection to raft, with the header lines in extra (see
+// headerLines), announcing body bytes of early data (see bodyHeader); a
+// negative body announces nothing, as the original nodes do. It is
+// written by hand: the request never varies but for the Host and the
+// body's length, and building an http.Request for it costs more than the
+// rest of the handshake.
+func appendUpgradeRequest(head []byte, path, addr string, extra []byte, body int) []byte {
 	head = append(head, "GET "...)
 	head = append(head, path...)
 	head = append(head, " HTTP/1.1\r\nHost: "...)
 	head = append(head, addr...)
 	head = append(head, "\r\nUpgrade: raft\r\nConnection: Upgrade\r\n"...)
+	head = append(head, extra...)
 	if body >= 0 {
 		head = append(head, bodyHeader+": "...)
 		head = strconv.AppendInt(head, int64(body), 10)
@@ -79,6 +91,114 @@ func appendUpgradeRequest(head []byte, path, addr string, body int) []byte {
 		head = append(head, "\r\n"...)
 	}
 	return append(head, "\r\n"...)
+}
+
+// requestHeader builds what every request of a Layer carries besides the
+// protocol's own headers: the user's header, checked by checkUserHeader,
+// and the cluster ID, if any.
+func requestHeader(user http.Header, clusterID string) http.Header {
+	header := user.Clone()
+	if header == nil {
+		header = http.Header{}
+	}
+	if clusterID != "" {
+		header.Set(clusterIDHeader, clusterID)
+	}
+	return header
+}
+
+// headerLines renders header as request head lines, in a fixed order.
+func headerLines(header http.Header) []byte {
+	var lines []byte
+	for _, name := range slices.Sorted(maps.Keys(header)) {
+		for _, value := range header[name] {
+			lines = append(lines, name...)
+			lines = append(lines, ": "...)
+			lines = append(lines, value...)
+			lines = append(lines, "\r\n"...)
+		}
+	}
+	return lines
+}
+
+// checkUserHeader refuses a header a Layer cannot send on the user's
+// behalf: invalid names or values, which would break the request head, and
+// the headers the protocol sets itself.
+func checkUserHeader(header http.Header) error {
+	for name, values := range header {
+		if !isToken(name) {
+			return fmt.Errorf("rafthttp: LayerConfig.Header: invalid header name %q", name)
+		}
+		if isProtocolHeader(name) {
+			return fmt.Errorf("rafthttp: LayerConfig.Header: %s is set by rafthttp itself", name)
+		}
+		for _, value := range values {
+			if strings.IndexFunc(value, func(r rune) bool { return (r < ' ' && r != '\t') || r == 0x7f }) >= 0 {
+				return fmt.Errorf("rafthttp: LayerConfig.Header: the value of %s holds control characters", name)
+			}
+		}
+	}
+	return nil
+}
+
+// isProtocolHeader reports whether name is a header the protocol owns.
+func isProtocolHeader(name string) bool {
+	switch http.CanonicalHeaderKey(name) {
+	case "Host", "Upgrade", "Connection", "Content-Length", "Transfer-Encoding":
+		return true
+	}
+	return len(name) >= len(protocolHeaderPrefix) && strings.EqualFold(name[:len(protocolHeaderPrefix)], protocolHeaderPrefix)
+}
+
+// isToken reports whether s is a non-empty RFC 9110 token, as a header
+// name must be.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// maxClusterID bounds a cluster ID: it travels in every request.
+const maxClusterID = 256
+
+// checkClusterIDValue refuses a cluster ID that cannot travel in a header.
+func checkClusterIDValue(id string) error {
+	if len(id) > maxClusterID {
+		return fmt.Errorf("%d bytes: at most %d", len(id), maxClusterID)
+	}
+	if strings.IndexFunc(id, func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0 {
+		return fmt.Errorf("%q holds control characters", id)
+	}
+	if strings.TrimSpace(id) != id {
+		return fmt.Errorf("%q starts or ends with white space", id)
+	}
+	return nil
+}
+
+// checkClusterID compares the cluster ID a request names with the
+// Handler's, if the Handler has one, and returns the reason to refuse it
+// with 412, or "".
+func checkClusterID(r *http.Request, clusterID string) string {
+	if clusterID == "" {
+		return ""
+	}
+	got := r.Header.Values(clusterIDHeader)
+	switch {
+	case len(got) == 0:
+		return fmt.Sprintf("rafthttp: cluster ID mismatch: this node is in cluster %q and the request names none (%s)", clusterID, clusterIDHeader)
+	case len(got) > 1 || got[0] != clusterID:
+		return fmt.Sprintf("rafthttp: cluster ID mismatch: this node is in cluster %q, the request is for %q", clusterID, strings.Join(got, ", "))
+	}
+	return ""
 }
 
 // validHost rejects addresses that would break the request head: anything
@@ -159,7 +279,7 @@ func newAnswerReader(conn net.Conn) (*bufio.Reader, *answerReader) {
 // reader. It returns what the 101's bodyMaxHeader says the peer takes (0
 // without one), or the failed step and its error: for a refusal, a
 // *StatusError.
-func readUpgradeResponse(reader *bufio.Reader, source *answerReader) (bodyMax int, step UpgradeStep, err error) {
+func readUpgradeResponse(reader *bufio.Reader, source *answerReader, clusterID string) (bodyMax int, step UpgradeStep, err error) {
 	response, err := http.ReadResponse(reader, nil)
 	if err != nil {
 		// EOF needs no saying: net/http reports it as such.
@@ -169,7 +289,7 @@ func readUpgradeResponse(reader *bufio.Reader, source *answerReader) (bodyMax in
 		return 0, StepReadResponse, err
 	}
 	if response.StatusCode != http.StatusSwitchingProtocols {
-		return 0, StepStatus, readStatusError(response)
+		return 0, StepStatus, refusal(response, clusterID)
 	}
 	if !headerHasToken(response.Header.Values("Upgrade"), "raft") {
 		return 0, StepUpgradeHeader, fmt.Errorf("101 without Upgrade: raft (got %q)", response.Header.Get("Upgrade"))
@@ -178,12 +298,18 @@ func readUpgradeResponse(reader *bufio.Reader, source *answerReader) (bodyMax in
 	return bodyMax, "", nil
 }
 
-// readStatusError turns a refusal into a *StatusError quoting the start of
-// its body, which for a rafthttp Handler is a plain-text reason.
-func readStatusError(response *http.Response) *StatusError {
+// refusal turns an answer that refuses a request into an error: a
+// *StatusError quoting the start of its body, which for a rafthttp Handler
+// is a plain-text reason, and for a 412 from a Handler in another cluster
+// a *ClusterIDError around it, given this node's clusterID. It does not
+// close the body.
+func refusal(response *http.Response, clusterID string) error {
 	body, _ := io.ReadAll(io.LimitReader(response.Body, maxErrorBody))
-	response.Body.Close()
-	return &StatusError{StatusCode: response.StatusCode, Body: strings.TrimSpace(string(body))}
+	statusErr := &StatusError{StatusCode: response.StatusCode, Body: strings.TrimSpace(string(body))}
+	if response.StatusCode == http.StatusPreconditionFailed {
+		return &ClusterIDError{Local: clusterID, Remote: response.Header.Get(clusterIDHeader), Status: statusErr}
+	}
+	return statusErr
 }
 
 // parseBodyMax parses a byte count in an early-data header: decimal

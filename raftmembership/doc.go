@@ -12,9 +12,16 @@
 //
 //   - Joining is idempotent: a server already in the configuration with the
 //     same ID, address and suffrage is left alone. A known ID with a new
-//     address replaces the old entry, and a different ID still registered at
-//     the joining address is removed first, so a node that was rebuilt with a
-//     new ID does not leave a ghost voter behind.
+//     address replaces the old entry. A join never removes a member: one
+//     whose address belongs to a member with another ID fails with
+//     [ErrAddressInUse], and the operator removes the old ID first.
+//   - IDs and addresses are checked ([CheckID], [CheckAddress]) before
+//     anything changes.
+//   - A join carrying a reachability check
+//     ([ChangeRequest.WithReachabilityCheck]) runs it on the leader before
+//     changing the configuration, and fails with [ErrUnreachable] if the
+//     leader cannot reach the joiner, so that a wrong advertised address is
+//     caught at join time and dead addresses never become voters.
 //   - Leaving is idempotent: removing an ID that is not in the configuration
 //     succeeds without a change. When the leader is asked to remove itself it
 //     first hands leadership to another voter and answers with

@@ -1,6 +1,7 @@
 package raftmembership
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -77,9 +78,9 @@ func (h *handler) handle(request *ChangeRequest) error {
 	}
 	switch request.Kind() {
 	case JoinRequest:
-		return h.join(request.ID(), request.Address(), raft.Voter)
+		return h.join(request, raft.Voter)
 	case JoinNonvoterRequest:
-		return h.join(request.ID(), request.Address(), raft.Nonvoter)
+		return h.join(request, raft.Nonvoter)
 	case LeaveRequest:
 		return h.leave(request.ID())
 	default:
@@ -112,9 +113,13 @@ func (h *handler) configuration() (raft.Configuration, error) {
 	return future.Configuration(), nil
 }
 
-func (h *handler) join(id raft.ServerID, address raft.ServerAddress, suffrage raft.ServerSuffrage) error {
-	if id == "" || address == "" {
-		return errors.New("raftmembership: join needs both an ID and an address")
+func (h *handler) join(request *ChangeRequest, suffrage raft.ServerSuffrage) error {
+	id, address := request.ID(), request.Address()
+	if err := CheckID(id); err != nil {
+		return fmt.Errorf("raftmembership: join: %w", err)
+	}
+	if err := CheckAddress(address); err != nil {
+		return fmt.Errorf("raftmembership: join %s: %w", id, err)
 	}
 	configuration, err := h.configuration()
 	if err != nil {
@@ -132,12 +137,17 @@ func (h *handler) join(id raft.ServerID, address raft.ServerAddress, suffrage ra
 			}
 			return nil
 		case server.ID != id && server.Address == address:
-			// Another ID still claims this address: the node was rebuilt
-			// with a new ID. Leaving the old entry would keep a voter that
-			// can never answer, so remove it first.
-			if err := h.raft.RemoveServer(server.ID, 0, h.timeout).Error(); err != nil {
-				return h.raftError(fmt.Sprintf("remove %s, which held address %s", server.ID, address), err)
-			}
+			// Removing the other member would let anyone who can send a
+			// join evict any member, the leader included.
+			return &ErrAddressInUse{Address: address, Member: server.ID}
+		}
+	}
+	if request.reachable != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+		err := request.reachable(ctx, address)
+		cancel()
+		if err != nil {
+			return &ErrUnreachable{Address: address, Err: err}
 		}
 	}
 	// For a known ID with a new address, AddVoter/AddNonvoter replace the

@@ -51,6 +51,25 @@ type ChangeRequest struct {
 	// done has room for one outcome so that the handling side never blocks,
 	// even when the waiting side has already given up.
 	done chan error
+	// reachable, if set, checks the joiner's address before a join.
+	reachable ReachabilityCheck
+}
+
+// ReachabilityCheck reports whether the leader can open a raft connection
+// to a server at address, within ctx. rafthttp's Handler sets one on every
+// join it receives: an upgrade dial through the cluster's own Layer, with
+// its Dial, path, headers and cluster ID.
+type ReachabilityCheck func(ctx context.Context, address raft.ServerAddress) error
+
+// WithReachabilityCheck sets the check that [HandleChangeRequests] runs on
+// the leader before a join changes the configuration, and returns r. A
+// join whose check fails changes nothing and ends with [*ErrUnreachable]:
+// an address the cluster cannot reach would become a member that never
+// answers, and enough such voters break quorum. It is for the side that
+// creates the request, before sending it.
+func (r *ChangeRequest) WithReachabilityCheck(check ReachabilityCheck) *ChangeRequest {
+	r.reachable = check
+	return r
 }
 
 // NewJoinRequest returns a request to add the server with the given ID and
