@@ -24,19 +24,20 @@ const testWait = 15 * time.Second
 // pollInterval is how often conditions are polled.
 const pollInterval = 5 * time.Millisecond
 
-// receive waits, bounded by testWait, for a value on ch, failing the test
-// with what it was waiting for.
+// receive waits, polling until testWait has passed, for a value on ch,
+// failing the test with what it was waiting for.
 func receive[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
-	timer := time.NewTimer(testWait)
-	defer timer.Stop()
-	select {
-	case value := <-ch:
-		return value
-	case <-timer.C:
-		t.Fatalf("waited %v for %s", testWait, what)
-		panic("unreachable")
-	}
+	var value T
+	require.Eventually(t, func() bool {
+		select {
+		case value = <-ch:
+			return true
+		default:
+			return false
+		}
+	}, testWait, pollInterval, "waited for %s", what)
+	return value
 }
 
 // testNode is one raft node on an in-memory transport whose change requests
