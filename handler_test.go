@@ -3,6 +3,7 @@ package rafthttp_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -313,6 +314,48 @@ func TestHandlerEarlyBytes(t *testing.T) {
 			accepted := server.accept(t)
 			require.Equal(t, early, readFull(t, accepted, len(early)), "early bytes must come first")
 			exchange(t, client, accepted)
+		})
+	}
+}
+
+// TestHandlerWrapsConnOnlyWithEarlyBytes checks that raft gets the hijacked
+// connection itself unless the peer's early bytes must be replayed, so the
+// common case pays nothing for the wrapper.
+func TestHandlerWrapsConnOnlyWithEarlyBytes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		tls    bool
+		early  string
+		isWrap bool
+	}{
+		{name: "tcp without early bytes"},
+		{name: "tls without early bytes", tls: true},
+		{name: "tcp with early bytes", early: "early raft bytes", isWrap: true},
+		{name: "tls with early bytes", tls: true, early: "early raft bytes", isWrap: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			server := startServer(t, serverOptions{tls: tt.tls})
+			client := server.dialRaw(t)
+			write(t, client, requestHead(http.MethodGet, raftPath, server.addr(), "Upgrade: raft")+tt.early)
+			require101(t, client)
+
+			r := receive(t, acceptAsync(func() (net.Conn, error) { return rafthttp.HandlerAccept(server.handler) }),
+				"the Handler to queue the upgraded connection")
+			require.NoError(t, r.err)
+			t.Cleanup(func() { r.conn.Close() })
+			if !tt.isWrap {
+				if tt.tls {
+					require.IsType(t, &tls.Conn{}, r.conn)
+				} else {
+					require.IsType(t, &net.TCPConn{}, r.conn)
+				}
+				return
+			}
+			require.IsType(t, &rafthttp.PrefixConn{}, r.conn)
+			require.Equal(t, tt.early, readFull(t, r.conn, len(tt.early)))
 		})
 	}
 }

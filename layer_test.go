@@ -451,3 +451,23 @@ func TestLayerNetworkTransport(t *testing.T) {
 		assert.ErrorIs(t, r.err, net.ErrClosed, "closing the transport closed the Layer")
 	}
 }
+
+// TestLayerForgetsConnsClosedByUser checks that a connection the user
+// closes before Layer.Close is no longer tracked, on the dialing and on the
+// accepting side, so the set does not grow with every connection raft ever
+// opened and Close does not close them again.
+func TestLayerForgetsConnsClosedByUser(t *testing.T) {
+	t.Parallel()
+	node := startServer(t, serverOptions{})
+	// The layer dials its own server, so it holds both ends.
+	dialed, accepted := node.connect(t, node.layer)
+	assert.Equal(t, 2, rafthttp.TrackedConns(node.layer), "both ends are tracked")
+
+	require.NoError(t, dialed.Close())
+	assert.Equal(t, 1, rafthttp.TrackedConns(node.layer), "the dialed conn is forgotten once closed")
+	require.NoError(t, accepted.Close())
+	assert.Equal(t, 0, rafthttp.TrackedConns(node.layer), "the accepted conn is forgotten once closed")
+
+	require.NoError(t, node.layer.Close())
+	assert.Equal(t, 0, rafthttp.TrackedConns(node.layer))
+}
