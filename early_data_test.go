@@ -37,12 +37,9 @@ func TestEarlyDataLearned(t *testing.T) {
 	roundTrip(t, first, "after the 101", "after the 101")
 
 	second := dialConn(t, layer, addr, testWait)
-	select {
-	case request := <-requests:
-		t.Fatalf("the dial sent its request before the first write: %+v", request)
-	case <-time.After(50 * time.Millisecond):
-	}
 	roundTrip(t, second, "hello", "")
+	// The next request the peer read carries the first write: a request
+	// sent before it, however late, would have had no body.
 	request = receive(t, requests, "the second request")
 	assert.Equal(t, peerRequest{line: "GET /raft HTTP/1.1", announced: "5", length: "5", body: "hello"}, request.withoutHeader())
 	roundTrip(t, second, "more", "more")
@@ -184,52 +181,71 @@ func TestEarlyDataReadFirst(t *testing.T) {
 // TestEarlyDataWritesWaitForTheAnswer checks that nothing is written behind
 // the body before the 101 has come back: a proxy may drop such bytes, and
 // after a refusal they must not be sent at all. A second Write, and a Read,
-// wait for the answer; then both go through.
+// wait for the answer; then both go through, or both return the refusal
+// and the peer never sees the Write's bytes.
 func TestEarlyDataWritesWaitForTheAnswer(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	behind := make(chan string, 1)
-	addr, requests := upgradePeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
-		if i == 0 {
-			echoEarly(i, conn, reader)
-			return
-		}
-		// Nothing may arrive behind the body before the 101.
-		conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		if n, _ := reader.Peek(1); len(n) > 0 {
-			behind <- "bytes arrived before the 101"
-			return
-		}
-		conn.SetReadDeadline(time.Now().Add(testWait))
-		<-release
-		io.WriteString(conn, peerEarly101+"answer")
-		second := make([]byte, len("second"))
-		io.ReadFull(reader, second)
-		behind <- string(second)
-		awaitClosed(reader)
-	})
-	layer := learnedLayer(t, addr, requests, rafthttp.LayerConfig{})
+	tests := []struct {
+		name   string
+		answer string
+		// refused: the answer is no 101, and step names what it fails.
+		refused bool
+	}{
+		{name: "101", answer: peerEarly101 + "answer"},
+		{name: "refused", answer: "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", refused: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			release := make(chan struct{})
+			behind := make(chan readResult, 1)
+			addr, requests := upgradePeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
+				if i == 0 {
+					echoEarly(i, conn, reader)
+					return
+				}
+				select {
+				case <-release:
+				case <-time.After(testWait):
+					return
+				}
+				io.WriteString(conn, tt.answer)
+				// Everything the client sends behind its body, until it
+				// closes: whenever a Write that did not wait sent it, it
+				// is in here.
+				behind <- readToClose(reader)
+			})
+			_, conn, reading := dialEarly(t, addr, requests, "first")
+			written := make(chan error, 1)
+			go func() {
+				_, err := io.WriteString(conn, "second")
+				written <- err
+			}()
+			// The Write reads the answer before it writes: it waits.
+			receive(t, reading, "the second Write to read the answer")
+			read := readAsync(conn, len("answer"))
+			close(release)
 
-	conn := dialConn(t, layer, addr, testWait)
-	_, err := io.WriteString(conn, "first")
-	require.NoError(t, err)
-	assert.Equal(t, "first", receive(t, requests, "the request").body)
-	written := make(chan error, 1)
-	go func() {
-		_, err := io.WriteString(conn, "second")
-		written <- err
-	}()
-	read := make(chan string, 1)
-	go func() {
-		got := make([]byte, len("answer"))
-		io.ReadFull(conn, got)
-		read <- string(got)
-	}()
-	assertBlocked(t, written, "a Write before the 101")
-	close(release)
-	require.NoError(t, receive(t, written, "the second Write"))
-	assert.Equal(t, "answer", receive(t, read, "the Read"))
-	assert.Equal(t, "second", receive(t, behind, "the second Write at the peer"))
+			writeErr := receive(t, written, "the second Write")
+			r := receive(t, read, "the Read")
+			if tt.refused {
+				upgradeErr := requireUpgradeError(t, writeErr, addr)
+				assert.Equal(t, "status", upgradeErr.Step)
+				assert.Same(t, writeErr, r.err, "the Read returns the refusal too")
+				peer := receive(t, behind, "the peer to see the client close")
+				require.NoError(t, peer.err, "the client closes the refused connection")
+				assert.Empty(t, peer.data, "bytes written behind the body reached the peer")
+				return
+			}
+			require.NoError(t, writeErr)
+			require.NoError(t, r.err)
+			assert.Equal(t, "answer", r.data)
+			require.NoError(t, conn.Close())
+			peer := receive(t, behind, "the second Write at the peer")
+			require.NoError(t, peer.err)
+			assert.Equal(t, "second", peer.data, "exactly the second Write follows the body")
+		})
+	}
 }
 
 // TestEarlyDataDeadlines checks the deadlines of a dial with early data:
@@ -248,7 +264,9 @@ func TestEarlyDataDeadlines(t *testing.T) {
 	layer := learnedLayer(t, addr, requests, rafthttp.LayerConfig{})
 
 	t.Run("lifted", func(t *testing.T) {
-		conn := dialConn(t, layer, addr, 50*time.Millisecond)
+		const timeout = 50 * time.Millisecond
+		conn := dialConn(t, layer, addr, timeout)
+		dialed := time.Now()
 		_, err := io.WriteString(conn, "a")
 		require.NoError(t, err)
 		// The second Write waits for the 101; the peer echoes it.
@@ -257,7 +275,9 @@ func TestEarlyDataDeadlines(t *testing.T) {
 		got := make([]byte, 1)
 		_, err = io.ReadFull(conn, got)
 		require.NoError(t, err)
-		<-time.After(100 * time.Millisecond) // past the dial's deadline
+		// The dial's deadline fell before dialed+timeout: left on the
+		// conn, it fails the Write and the Read below at once.
+		waitPast(dialed.Add(2 * timeout))
 		_, err = io.WriteString(conn, "c")
 		require.NoError(t, err, "no write deadline is left")
 		_, err = io.ReadFull(conn, got)
@@ -286,7 +306,7 @@ func TestEarlyDataDeadlines(t *testing.T) {
 // and dials the peer eagerly from then on.
 func TestEarlyDataOriginalTakesTheAddress(t *testing.T) {
 	t.Parallel()
-	seen := make(chan string, 1)
+	seen := make(chan readResult, 1)
 	var count atomic.Int64
 	addr := rawPeer(t, func(conn net.Conn) {
 		if count.Add(1) == 1 {
@@ -303,10 +323,8 @@ func TestEarlyDataOriginalTakesTheAddress(t *testing.T) {
 			return
 		}
 		io.WriteString(conn, original101)
-		// What its raft reads.
-		conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		got, _ := io.ReadAll(conn)
-		seen <- string(got)
+		// What its raft reads, until the Layer closes the connection.
+		seen <- readToClose(conn)
 	})
 	layer := newLayer(t, rafthttp.LayerConfig{})
 	dialConn(t, layer, addr, testWait)
@@ -315,7 +333,9 @@ func TestEarlyDataOriginalTakesTheAddress(t *testing.T) {
 	_, err := conn.Write(bytes.Repeat([]byte("r"), 3000))
 	upgradeErr := requireUpgradeError(t, err, addr)
 	assert.Equal(t, "upgrade header", upgradeErr.Step, "error: %v", err)
-	assert.Empty(t, receive(t, seen, "what the original's raft read"))
+	read := receive(t, seen, "the Layer to close its connection to the original node")
+	require.NoError(t, read.err, "the Layer left the failed connection open")
+	assert.Empty(t, read.data, "the original's raft read bytes of the write")
 
 	eager, err := layer.Dial(raft.ServerAddress(addr), testWait)
 	require.NoError(t, err, "an eager dial takes the plain 101")
@@ -334,24 +354,17 @@ func TestEarlyDataCloseDuringHandshake(t *testing.T) {
 		}
 		echoEarly(i, conn, reader)
 	})
-	layer := learnedLayer(t, addr, requests, rafthttp.LayerConfig{})
-
-	conn := dialConn(t, layer, addr, testWait)
-	_, err := io.WriteString(conn, "early")
-	require.NoError(t, err)
-	receive(t, requests, "the request with early data")
+	layer, conn, reading := dialEarly(t, addr, requests, "early")
 	read := make(chan error, 1)
 	go func() {
 		_, err := conn.Read(make([]byte, 1))
 		read <- err
 	}()
-	assertBlocked(t, read, "a Read waiting for the 101")
+	receive(t, reading, "the Read to wait for the 101")
 	require.NoError(t, conn.Close())
-	err = receive(t, read, "the Read")
-	assert.ErrorIs(t, err, net.ErrClosed)
+	assert.ErrorIs(t, receive(t, read, "the Read"), net.ErrClosed)
 
 	next := dialConn(t, layer, addr, testWait)
-	_, err = io.WriteString(next, "next")
-	require.NoError(t, err)
+	write(t, next, "next")
 	assert.Equal(t, "next", receive(t, requests, "the next request").body)
 }

@@ -113,6 +113,17 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
+// waitPast returns once the clock has passed deadline. It is for tests
+// whose subject is a deadline or a timeout, which only the clock can pass;
+// a wait for another goroutine is a receive, never this.
+func waitPast(deadline time.Time) {
+	if wait := time.Until(deadline); wait > 0 {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		<-timer.C
+	}
+}
+
 // Logs.
 
 // logBuffer keeps what is logged to it, for a test to search, and copies
@@ -643,16 +654,20 @@ func readHead(conn net.Conn) (*bufio.Reader, string, textproto.MIMEHeader, error
 	return reader, line, header, err
 }
 
-// awaitClosed reads until the client closes its end. It returns nil once
-// the client has closed (EOF, or a reset when the client closed with our
-// bytes still unread), and the read error, a timeout, if it never does.
-func awaitClosed(reader io.Reader) error {
-	_, err := io.Copy(io.Discard, reader)
-	if err == nil || errors.Is(err, syscall.ECONNRESET) {
-		return nil
+// readToClose reads until the client closes its end and returns what it
+// read, with a nil error once the client has closed (EOF, or a reset when
+// the client closed with our bytes still unread), and the read error, a
+// timeout, if it never does.
+func readToClose(reader io.Reader) readResult {
+	data, err := io.ReadAll(reader)
+	if errors.Is(err, syscall.ECONNRESET) {
+		err = nil
 	}
-	return err
+	return readResult{string(data), err}
 }
+
+// awaitClosed reads until the client closes its end, as readToClose.
+func awaitClosed(reader io.Reader) error { return readToClose(reader).err }
 
 // Layers and their dials.
 
@@ -695,6 +710,21 @@ func learnedLayer(t *testing.T, addr string, requests <-chan peerRequest, config
 	dialConn(t, layer, addr, testWait)
 	receive(t, requests, "the request that learns")
 	return layer
+}
+
+// dialEarly dials the upgradePeer at addr, which takes early data, with a
+// Layer that has learned so and whose connections report each Read they
+// start on reading. It writes body, which goes out as the body of the
+// request, and returns once the peer has read that request.
+func dialEarly(t *testing.T, addr string, requests <-chan peerRequest, body string) (layer *rafthttp.Layer, conn net.Conn, reading <-chan struct{}) {
+	t.Helper()
+	dial, reading := readWatchingDial()
+	layer = learnedLayer(t, addr, requests, rafthttp.LayerConfig{Dial: dial})
+	drain(reading)
+	conn = dialConn(t, layer, addr, testWait)
+	write(t, conn, body)
+	require.Equal(t, body, receive(t, requests, "the request with early data").body)
+	return layer, conn, reading
 }
 
 // dialConn dials addr and closes the conn when the test ends.
@@ -772,13 +802,16 @@ func requireUpgradeError(t *testing.T, err error, addr string) *rafthttp.Upgrade
 }
 
 // recordingConn wraps a connection handed to the code under test: it
-// records the deadlines set on it and its Close, and can be made to fail
-// SetDeadline or Write. Its Conn may be nil for a connection that is never
-// used.
+// records the deadlines set on it and its Close, can be made to fail
+// SetDeadline or Write, and reports every Read on reading, if set, as it
+// starts: a test learns that the client waits for its peer without
+// waiting out a silence. Its Conn may be nil for a connection that is
+// never used.
 type recordingConn struct {
 	net.Conn
 	failSetDeadline bool
 	failWrite       bool
+	reading         chan<- struct{}
 	// onClose runs on the first Close.
 	onClose func()
 
@@ -800,6 +833,16 @@ func (c *recordingConn) SetDeadline(deadline time.Time) error {
 		return errInjected
 	}
 	return c.Conn.SetDeadline(deadline)
+}
+
+func (c *recordingConn) Read(p []byte) (int, error) {
+	if c.reading != nil {
+		select {
+		case c.reading <- struct{}{}:
+		default:
+		}
+	}
+	return c.Conn.Read(p)
 }
 
 func (c *recordingConn) Write(p []byte) (int, error) {
@@ -836,6 +879,33 @@ func (c *recordingConn) recorded() []time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.deadlines)
+}
+
+// readWatchingDial returns a TCP Dial whose connections report on the
+// returned channel each time a Read on them starts.
+func readWatchingDial() (rafthttp.Dial, <-chan struct{}) {
+	reading := make(chan struct{}, 64)
+	tcp := rafthttp.NewDialTCP()
+	return func(addr string, timeout time.Duration) (net.Conn, error) {
+		conn, err := tcp(addr, timeout)
+		if err != nil {
+			return nil, err
+		}
+		watched := newRecordingConn(conn)
+		watched.reading = reading
+		return watched, nil
+	}, reading
+}
+
+// drain takes what is pending on ch without waiting.
+func drain[T any](ch <-chan T) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
 }
 
 // Reading and writing raw connections.
@@ -887,6 +957,23 @@ func readAsync(conn net.Conn, n int) <-chan readResult {
 		read <- readResult{string(data[:n]), err}
 	}()
 	return read
+}
+
+// readEach reads conn a byte at a time, delivering what each Read returned,
+// until one fails.
+func readEach(conn net.Conn) <-chan readResult {
+	results := make(chan readResult, 16)
+	go func() {
+		for {
+			buf := make([]byte, 1)
+			n, err := conn.Read(buf)
+			results <- readResult{string(buf[:n]), err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return results
 }
 
 // readFull reads exactly n bytes within testWait without touching the
@@ -958,17 +1045,6 @@ func requireSilence(t *testing.T, conn net.Conn) {
 	n, err := conn.Read(buf)
 	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "got %q", buf[:n])
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(testWait)))
-}
-
-// assertBlocked checks that nothing arrives on ch for a short while: the
-// operation behind it is blocked, as the test needs it to be.
-func assertBlocked[T any](t *testing.T, ch <-chan T, what string) {
-	t.Helper()
-	select {
-	case value := <-ch:
-		t.Fatalf("%s returned early: %v", what, value)
-	case <-time.After(50 * time.Millisecond):
-	}
 }
 
 // requirePlainText checks that an error answer explains itself.

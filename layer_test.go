@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -219,17 +220,33 @@ func TestLayerPathEscaping(t *testing.T) {
 // called and one called afterwards.
 func TestLayerAcceptAfterClose(t *testing.T) {
 	t.Parallel()
-	layer := newLayer(t, rafthttp.LayerConfig{})
+	node := startServer(t, serverOptions{config: rafthttp.HandlerConfig{Timeout: shortTimeout}})
+	// Two Accepts wait for one upgrade: one returns it, exactly it, and
+	// the other is still waiting when Close is called. The upgrade comes
+	// once the Handler's timeout, the only one there is, has passed.
+	blocked := make(chan connResult, 2)
+	for range 2 {
+		go func() {
+			conn, err := node.layer.Accept()
+			blocked <- connResult{conn, err}
+		}()
+	}
+	waitPast(time.Now().Add(2 * shortTimeout))
+	const marker = "the one upgrade"
+	write(t, dialConn(t, eagerLayer(t, nil), node.addr(), testWait), marker)
+	r := receive(t, blocked, "a blocked Accept to return the upgrade")
+	require.NoError(t, r.err)
+	accepted := r.conn
+	t.Cleanup(func() { accepted.Close() })
+	require.Equal(t, marker, readFull(t, accepted, len(marker)), "Accept returned some other connection")
 
-	blocked := acceptAsync(layer.Accept)
-	assertBlocked(t, blocked, "Accept before Close")
-	require.NoError(t, layer.Close())
-	r := receive(t, blocked, "the blocked Accept to return after Close")
+	require.NoError(t, node.layer.Close())
+	r = receive(t, blocked, "the blocked Accept to return after Close")
 	assert.Nil(t, r.conn)
 	assert.ErrorIs(t, r.err, net.ErrClosed)
 	assert.ErrorIs(t, r.err, rafthttp.ErrClosed)
 
-	r = receive(t, acceptAsync(layer.Accept), "Accept after Close")
+	r = receive(t, acceptAsync(node.layer.Accept), "Accept after Close")
 	assert.Nil(t, r.conn)
 	assert.ErrorIs(t, r.err, net.ErrClosed)
 	assert.ErrorIs(t, r.err, rafthttp.ErrClosed)
@@ -360,10 +377,17 @@ func TestLayerCloseClosesUpgradedConns(t *testing.T) {
 			}
 			var ownReads, peerReads []<-chan readResult
 			for i := range own {
-				ownReads = append(ownReads, readAsync(own[i], 1))
-				peerReads = append(peerReads, readAsync(peer[i], 1))
+				ownReads = append(ownReads, readEach(own[i]))
+				peerReads = append(peerReads, readEach(peer[i]))
 			}
-			assertBlocked(t, ownReads[0], "a read before Close")
+			// Each read waits for its peer: it returns exactly the byte
+			// the peer then sends, and reads on.
+			for i := range own {
+				write(t, peer[i], "x")
+				r := receive(t, ownReads[i], "a read to return the peer's byte")
+				require.NoError(t, r.err)
+				require.Equal(t, "x", r.data)
+			}
 
 			require.NoError(t, closing.Close())
 			for i := range own {
