@@ -1,11 +1,18 @@
 package rafthttp
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
 // Hooks into the package's internals for its external tests (package
 // rafthttp_test), as the standard library's export_test.go files do: the
 // tests keep one harness, in helpers_test.go, and still check what only
 // the package can see.
+
+// HandlerTimeout is the timeout the Handler applies now: the configured
+// one, or DefaultTimeout.
+func HandlerTimeout(h *Handler) time.Duration { return h.currentTimeout() }
 
 // HandlerAccept returns the next connection the Handler queued, as the
 // Handler hands it to its Layer, before the Layer wraps it.

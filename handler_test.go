@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -205,11 +204,14 @@ func TestHandlerBacklogFullRefusesBefore101(t *testing.T) {
 	// Connection: close makes the server close after its answer, so
 	// everything it sends, a 101 included, is read.
 	refused := server.dialRaw(t)
+	start := time.Now()
 	write(t, refused, requestHead(http.MethodGet, raftPath, server.addr(), "Upgrade: raft", "Connection: close"))
 	raw := readUntilClosed(t, refused)
 	require.True(t, strings.HasPrefix(raw, "HTTP/1.1 503 "), "want a 503 and nothing before it, got %q", raw)
 	require.NotContains(t, raw, "101 Switching Protocols")
+	require.GreaterOrEqual(t, time.Since(start), shortTimeout, "refused before the timeout: the upgrade did not wait for room")
 	response := readResponse(t, bufio.NewReader(strings.NewReader(raw)), http.MethodGet)
+	assert.Contains(t, response.body, "backlog full")
 	requireRetryAfter(t, response)
 	requirePlainText(t, response)
 
@@ -221,12 +223,40 @@ func TestHandlerBacklogFullRefusesBefore101(t *testing.T) {
 
 func TestHandlerBacklogUpgradeWaitsForRoom(t *testing.T) {
 	t.Parallel()
-	backlog := startFullBacklog(t, longTimeout)
-	requireSilence(t, backlog.waiting) // neither 101 nor 503 while the backlog is full
-
-	exchange(t, backlog.first, backlog.server.accept(t))
-	require101(t, backlog.waiting)
-	exchange(t, backlog.waiting, backlog.server.accept(t))
+	tests := []struct {
+		name string
+		// timeout is the Handler's; room: Accept makes room before it
+		// passes. Without room the upgrade ends as the timeout says.
+		timeout time.Duration
+		room    bool
+	}{
+		{name: "until the timeout", timeout: shortTimeout},
+		{name: "until Accept makes room", timeout: longTimeout, room: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			backlog := startFullBacklog(t, tt.timeout)
+			server := backlog.server
+			if !tt.room {
+				// Neither 101 nor 503 before the timeout: the first thing
+				// the peer reads is the timeout's 503, after it.
+				response := readResponse(t, bufio.NewReader(backlog.waiting), http.MethodGet)
+				require.Equal(t, http.StatusServiceUnavailable, response.status, "body: %s", response.body)
+				require.GreaterOrEqual(t, time.Since(backlog.sent), tt.timeout, "answered before the timeout")
+				assert.Contains(t, response.body, "backlog full")
+				requireRetryAfter(t, response)
+				exchange(t, backlog.first, server.accept(t))
+				return
+			}
+			room := server.wire.mark()
+			exchange(t, backlog.first, server.accept(t))
+			require101(t, backlog.waiting)
+			// Neither 101 nor 503 while the backlog was full, however late.
+			server.wire.requireWritesAfter(t, backlog.waiting, room, "Accept made room")
+			exchange(t, backlog.waiting, server.accept(t))
+		})
+	}
 }
 
 func TestHandlerBacklogWaitBoundedByTimeoutMethod(t *testing.T) {
@@ -272,12 +302,13 @@ func TestHandlerUpgradeAfterCloseRefused(t *testing.T) {
 func TestHandlerCloseEndsUpgradeWaitingForRoom(t *testing.T) {
 	t.Parallel()
 	backlog := startFullBacklog(t, longTimeout)
-	requireSilence(t, backlog.waiting)
-
+	closing := backlog.server.wire.mark()
 	closeWithin(t, backlog.server.handler)
 	response := readResponse(t, bufio.NewReader(backlog.waiting), http.MethodGet)
 	require.Equal(t, http.StatusServiceUnavailable, response.status, "body: %s", response.body)
+	assert.Contains(t, response.body, "handler closed", "the answer was not Close's")
 	requireRetryAfter(t, response)
+	backlog.server.wire.requireWritesAfter(t, backlog.waiting, closing, "Close")
 }
 
 func TestHandlerCloseClosesQueuedConnections(t *testing.T) {
@@ -374,13 +405,22 @@ func TestHandlerUpgradedConnOutlivesServerTimeouts(t *testing.T) {
 				},
 			})
 			client := server.upgrade(t)
+			upgraded := time.Now()
 			accepted := server.accept(t)
 
-			// Let both server timeouts pass: a read that must time out.
-			require.NoError(t, client.SetReadDeadline(time.Now().Add(3*serverTimeout)))
-			_, err := client.Read(make([]byte, 1))
-			require.ErrorIs(t, err, os.ErrDeadlineExceeded)
-			require.NoError(t, client.SetReadDeadline(time.Now().Add(testWait)))
+			// The server set its deadlines before the upgrade. Once they
+			// have passed, a read or a write they still bound fails.
+			waitPast(upgraded.Add(2 * serverTimeout))
+			fromClient := readAsync(accepted, 1)
+			fromServer := readAsync(client, 1)
+			write(t, client, "c")
+			r := receive(t, fromClient, "the accepted conn's read")
+			require.NoError(t, r.err, "a read deadline was left on the accepted conn")
+			require.Equal(t, "c", r.data)
+			write(t, accepted, "s")
+			r = receive(t, fromServer, "the client's read")
+			require.NoError(t, r.err, "a write deadline was left on the accepted conn")
+			require.Equal(t, "s", r.data)
 
 			exchange(t, client, accepted)
 		})
@@ -792,19 +832,18 @@ func TestHandlerTimeout(t *testing.T) {
 	tests := []struct {
 		name    string
 		handler func(hclog.Logger) *rafthttp.Handler
-		// wantShort: requests end with 503 after shortTimeout;
-		// otherwise the default applies and they are still waiting after
-		// three times that.
-		wantShort bool
+		// want is the timeout the Handler applies. With shortTimeout,
+		// requests are also seen to end with 503 once it has passed.
+		want time.Duration
 	}{
 		{
-			name: "HandlerConfig.Timeout bounds the wait", wantShort: true,
+			name: "HandlerConfig.Timeout bounds the wait", want: shortTimeout,
 			handler: func(l hclog.Logger) *rafthttp.Handler {
 				return rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: l, Timeout: shortTimeout})
 			},
 		},
 		{
-			name: "Timeout shortens the default", wantShort: true,
+			name: "Timeout shortens the default", want: shortTimeout,
 			handler: func(l hclog.Logger) *rafthttp.Handler {
 				h := rafthttp.NewHandlerWithLogger(l)
 				h.Timeout(shortTimeout)
@@ -812,7 +851,7 @@ func TestHandlerTimeout(t *testing.T) {
 			},
 		},
 		{
-			name: "Timeout replaces a configured timeout", wantShort: true,
+			name: "Timeout replaces a configured timeout", want: shortTimeout,
 			handler: func(l hclog.Logger) *rafthttp.Handler {
 				h := rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: l, Timeout: longTimeout})
 				h.Timeout(shortTimeout)
@@ -820,19 +859,19 @@ func TestHandlerTimeout(t *testing.T) {
 			},
 		},
 		{
-			name: "NewHandler uses the default",
+			name: "NewHandler uses the default", want: rafthttp.DefaultTimeout,
 			handler: func(hclog.Logger) *rafthttp.Handler {
 				return rafthttp.NewHandler()
 			},
 		},
 		{
-			name: "zero HandlerConfig.Timeout means the default",
+			name: "zero HandlerConfig.Timeout means the default", want: rafthttp.DefaultTimeout,
 			handler: func(l hclog.Logger) *rafthttp.Handler {
 				return rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: l})
 			},
 		},
 		{
-			name: "Timeout(0) restores the default",
+			name: "Timeout(0) restores the default", want: rafthttp.DefaultTimeout,
 			handler: func(l hclog.Logger) *rafthttp.Handler {
 				h := rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: l, Timeout: shortTimeout})
 				h.Timeout(0)
@@ -840,7 +879,7 @@ func TestHandlerTimeout(t *testing.T) {
 			},
 		},
 		{
-			name: "negative Timeout restores the default",
+			name: "negative Timeout restores the default", want: rafthttp.DefaultTimeout,
 			handler: func(l hclog.Logger) *rafthttp.Handler {
 				h := rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: l, Timeout: shortTimeout})
 				h.Timeout(-time.Second)
@@ -852,20 +891,18 @@ func TestHandlerTimeout(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			logger, _ := newTestLogger(t, false)
-			server := startServer(t, serverOptions{handler: tt.handler(logger)})
-			// Nobody consumes Requests: only the timeout ends the wait.
-			query := "id=node2&address=127.0.0.1:9002"
-			if tt.wantShort {
-				start := time.Now()
-				response := server.do(t, http.MethodPost, query)
-				require.Equal(t, http.StatusServiceUnavailable, response.status, "body: %s", response.body)
-				require.GreaterOrEqual(t, time.Since(start), shortTimeout)
+			handler := tt.handler(logger)
+			t.Cleanup(handler.Close)
+			require.Equal(t, tt.want, rafthttp.HandlerTimeout(handler))
+			if tt.want != shortTimeout {
 				return
 			}
-			ctx, cancel := context.WithTimeout(t.Context(), 3*shortTimeout)
-			defer cancel()
-			response, err := server.tryDo(ctx, http.MethodPost, query)
-			require.ErrorIs(t, err, context.DeadlineExceeded, "answered %d %q before the default timeout", response.status, response.body)
+			server := startServer(t, serverOptions{handler: handler})
+			// Nobody consumes Requests: only the timeout ends the wait.
+			start := time.Now()
+			response := server.do(t, http.MethodPost, "id=node2&address=127.0.0.1:9002")
+			require.Equal(t, http.StatusServiceUnavailable, response.status, "body: %s", response.body)
+			require.GreaterOrEqual(t, time.Since(start), shortTimeout)
 		})
 	}
 }

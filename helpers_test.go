@@ -18,7 +18,6 @@ import (
 	"net/http/httptest"
 	"net/textproto"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -195,6 +194,8 @@ type serverOptions struct {
 	configure func(*http.Server)
 	// jsonLogs makes the default logger write JSON lines.
 	jsonLogs bool
+	// recordWire records the server's connections in testServer.wire.
+	recordWire bool
 }
 
 // testServer is a loopback HTTP server with a Handler mounted on a
@@ -205,6 +206,8 @@ type testServer struct {
 	handler *rafthttp.Handler
 	layer   *rafthttp.Layer
 	logs    *logBuffer
+	// wire is nil unless serverOptions.recordWire.
+	wire *wireLog
 }
 
 // startServer starts a testServer that is shut down when the test ends:
@@ -233,6 +236,11 @@ func startServer(t *testing.T, options serverOptions) *testServer {
 	if options.configure != nil {
 		options.configure(server.Config)
 	}
+	var wire *wireLog
+	if options.recordWire {
+		wire = &wireLog{}
+		server.Listener = wire.wrap(server.Listener)
+	}
 	switch {
 	case options.http2:
 		server.EnableHTTP2 = true
@@ -251,7 +259,7 @@ func startServer(t *testing.T, options serverOptions) *testServer {
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, layer.Close()) })
-	return &testServer{Server: server, path: path, handler: handler, layer: layer, logs: logs}
+	return &testServer{Server: server, path: path, handler: handler, layer: layer, logs: logs, wire: wire}
 }
 
 func (s *testServer) addr() string { return s.Listener.Addr().String() }
@@ -426,13 +434,15 @@ type fullBacklog struct {
 	sent           time.Time
 }
 
-// startFullBacklog starts a fullBacklog whose Handler has timeout.
+// startFullBacklog starts a fullBacklog whose Handler has timeout, and
+// whose server records its connections in server.wire.
 func startFullBacklog(t *testing.T, timeout time.Duration) *fullBacklog {
 	t.Helper()
 	b := &fullBacklog{tracker: newRequestTracker()}
 	b.server = startServer(t, serverOptions{
-		config: rafthttp.HandlerConfig{Backlog: 1, Timeout: timeout},
-		wrap:   b.tracker.wrap,
+		config:     rafthttp.HandlerConfig{Backlog: 1, Timeout: timeout},
+		wrap:       b.tracker.wrap,
+		recordWire: true,
 	})
 	b.first = b.server.upgrade(t)
 	receive(t, b.tracker.entered, "the first upgrade to reach the handler")
@@ -442,6 +452,108 @@ func startFullBacklog(t *testing.T, timeout time.Duration) *fullBacklog {
 	write(t, b.waiting, requestHead(http.MethodGet, raftPath, b.server.addr(), "Upgrade: raft"))
 	receive(t, b.tracker.entered, "the second upgrade to reach the handler")
 	return b
+}
+
+// wireLog records the reads and writes of a test server's connections,
+// in order with the marks a test sets, so that the test can check when
+// the server answered: only after a step of the test's own, or only once
+// it had read the whole request. Waiting out a silence instead would pass
+// for an answer sent a moment too late to be seen.
+type wireLog struct {
+	mu     sync.Mutex
+	marks  int
+	read   map[string]int64 // bytes read from each client, by its address
+	writes map[string][]wireWrite
+}
+
+// wireWrite is one Write of the server to a client.
+type wireWrite struct {
+	read  int64 // bytes the server had read from that client by then
+	marks int   // marks the test had set by then
+}
+
+func (l *wireLog) wrap(listener net.Listener) net.Listener {
+	return &wireListener{Listener: listener, log: l}
+}
+
+// mark records a step of the test and returns how many it has marked.
+func (l *wireLog) mark() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.marks++
+	return l.marks
+}
+
+// readFrom is how many bytes the server has read from client.
+func (l *wireLog) readFrom(client net.Conn) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.read[client.LocalAddr().String()]
+}
+
+// writesTo lists the server's writes to client.
+func (l *wireLog) writesTo(client net.Conn) []wireWrite {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.writes[client.LocalAddr().String()])
+}
+
+// awaitRead waits until the server has read more than n bytes from client.
+func (l *wireLog) awaitRead(t *testing.T, client net.Conn, n int64) {
+	t.Helper()
+	require.Eventually(t, func() bool { return l.readFrom(client) > n }, testWait, time.Millisecond,
+		"the server read nothing past byte %d from the client", n)
+}
+
+// requireWritesAfter requires that the server wrote to client, and only
+// after the test's mark numbered mark.
+func (l *wireLog) requireWritesAfter(t *testing.T, client net.Conn, mark int, what string) {
+	t.Helper()
+	writes := l.writesTo(client)
+	require.NotEmpty(t, writes, "the server wrote nothing to the client")
+	for _, w := range writes {
+		require.GreaterOrEqual(t, w.marks, mark, "%s: the server wrote to the client before it", what)
+	}
+}
+
+type wireListener struct {
+	net.Listener
+	log *wireLog
+}
+
+func (w *wireListener) Accept() (net.Conn, error) {
+	conn, err := w.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &wireConn{Conn: conn, log: w.log, client: conn.RemoteAddr().String()}, nil
+}
+
+type wireConn struct {
+	net.Conn
+	log    *wireLog
+	client string
+}
+
+func (c *wireConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.log.mu.Lock()
+	if c.log.read == nil {
+		c.log.read = make(map[string]int64)
+	}
+	c.log.read[c.client] += int64(n)
+	c.log.mu.Unlock()
+	return n, err
+}
+
+func (c *wireConn) Write(p []byte) (int, error) {
+	c.log.mu.Lock()
+	if c.log.writes == nil {
+		c.log.writes = make(map[string][]wireWrite)
+	}
+	c.log.writes[c.client] = append(c.log.writes[c.client], wireWrite{read: c.log.read[c.client], marks: c.log.marks})
+	c.log.mu.Unlock()
+	return c.Conn.Write(p)
 }
 
 // answerRequests consumes the Handler's Requests until Close closes it. It
@@ -1034,17 +1146,6 @@ func readUntilClosed(t *testing.T, conn net.Conn) string {
 	data, err := io.ReadAll(conn)
 	require.NoError(t, err, "read until the other end closes; got %d bytes so far: %.200q", len(data), data)
 	return string(data)
-}
-
-// requireSilence requires that nothing arrives on a raw client connection
-// for a short while: a wait that must time out, not a synchronisation.
-func requireSilence(t *testing.T, conn net.Conn) {
-	t.Helper()
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
-	buf := make([]byte, 1)
-	n, err := conn.Read(buf)
-	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "got %q", buf[:n])
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(testWait)))
 }
 
 // requirePlainText checks that an error answer explains itself.
