@@ -963,7 +963,7 @@ func TestHandlerLogsRequests(t *testing.T) {
 					}
 				}
 				return false
-			}, time.Second, 5*time.Millisecond,
+			}, testWait, 5*time.Millisecond,
 				"no log line with remote-address %s and path %s; logs:\n%s", remote, raftPath, server.logs)
 		})
 	}
