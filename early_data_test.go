@@ -188,7 +188,8 @@ func TestEarlyDataWritesWaitForTheAnswer(t *testing.T) {
 	tests := []struct {
 		name   string
 		answer string
-		// refused: the answer is no 101, and step names what it fails.
+		// refused: the answer is a refusal, which the waiting Write and
+		// Read must both return.
 		refused bool
 	}{
 		{name: "101", answer: peerEarly101 + "answer"},
