@@ -146,7 +146,7 @@ func TestDialTimeout(t *testing.T) {
 			require.Nil(t, conn)
 
 			upgradeErr := requireUpgradeError(t, err, addr)
-			assert.Equal(t, "read response", upgradeErr.Step)
+			assert.Equal(t, rafthttp.StepReadResponse, upgradeErr.Step)
 			assert.True(t, upgradeErr.Timeout(), "Timeout() reports the deadline: %v", err)
 			var netErr net.Error
 			require.ErrorAs(t, err, &netErr)
@@ -181,7 +181,7 @@ func TestDialTimeoutMidHeader(t *testing.T) {
 		conn, err := layer.Dial(raft.ServerAddress(addr), timeout)
 		require.Nil(t, conn)
 		upgradeErr := requireUpgradeError(t, err, addr)
-		assert.Equal(t, "read response", upgradeErr.Step)
+		assert.Equal(t, rafthttp.StepReadResponse, upgradeErr.Step)
 		if !upgradeErr.Timeout() {
 			t.Fatalf("round %d: the deadline passed, but Timeout() is false: %v", round, err)
 		}
@@ -290,7 +290,7 @@ func TestDialContextCancel(t *testing.T) {
 		require.Nil(t, r.conn)
 		upgradeErr := requireUpgradeError(t, r.err, addr)
 		assert.ErrorIs(t, r.err, context.Canceled)
-		assert.Equal(t, "read response", upgradeErr.Step)
+		assert.Equal(t, rafthttp.StepReadResponse, upgradeErr.Step)
 		assert.NoError(t, receive(t, closed, "the client to close its socket"))
 	})
 	t.Run("before dialing", func(t *testing.T) {
@@ -302,12 +302,12 @@ func TestDialContextCancel(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		addr := clustertest.FreeAddr(t)
+		addr := clustertest.RefusingAddr(t)
 		conn, err := eagerLayer(t, dial).DialContext(ctx, raft.ServerAddress(addr))
 		require.Nil(t, conn)
 		upgradeErr := requireUpgradeError(t, err, addr)
 		assert.ErrorIs(t, err, context.Canceled)
-		assert.Equal(t, "dial", upgradeErr.Step)
+		assert.Equal(t, rafthttp.StepDial, upgradeErr.Step)
 		assert.Zero(t, dials.Load(), "a canceled dial does not connect")
 	})
 }
@@ -326,7 +326,7 @@ func TestDialErrors(t *testing.T) {
 		answer *string
 		// wantSteps lists the acceptable steps: which of writing and
 		// reading notices a peer that closed at once is up to the kernel.
-		wantSteps []string
+		wantSteps []rafthttp.UpgradeStep
 		// clientCloses says the server can observe the client close.
 		clientCloses bool
 		check        func(t *testing.T, err error)
@@ -334,12 +334,12 @@ func TestDialErrors(t *testing.T) {
 		{
 			name:      "server closes at once",
 			answer:    nil,
-			wantSteps: []string{"write request", "read response"},
+			wantSteps: []rafthttp.UpgradeStep{rafthttp.StepWriteRequest, rafthttp.StepReadResponse},
 		},
 		{
 			name:         "server closes after the request",
 			answer:       new(""),
-			wantSteps:    []string{"read response"},
+			wantSteps:    []rafthttp.UpgradeStep{rafthttp.StepReadResponse},
 			clientCloses: false,
 			check: func(t *testing.T, err error) {
 				assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
@@ -348,13 +348,13 @@ func TestDialErrors(t *testing.T) {
 		{
 			name:         "not HTTP",
 			answer:       new("SSH-2.0-OpenSSH_9.6\r\n"),
-			wantSteps:    []string{"read response"},
+			wantSteps:    []rafthttp.UpgradeStep{rafthttp.StepReadResponse},
 			clientCloses: true,
 		},
 		{
 			name:         "404 with a body",
 			answer:       new("HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nno raft here\n"),
-			wantSteps:    []string{"status"},
+			wantSteps:    []rafthttp.UpgradeStep{rafthttp.StepStatus},
 			clientCloses: true,
 			check: func(t *testing.T, err error) {
 				var statusErr *rafthttp.StatusError
@@ -366,7 +366,7 @@ func TestDialErrors(t *testing.T) {
 		{
 			name:         "503 with a body",
 			answer:       new("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 25\r\n\r\nrafthttp: handler closed\n"),
-			wantSteps:    []string{"status"},
+			wantSteps:    []rafthttp.UpgradeStep{rafthttp.StepStatus},
 			clientCloses: true,
 			check: func(t *testing.T, err error) {
 				var statusErr *rafthttp.StatusError
@@ -378,7 +378,7 @@ func TestDialErrors(t *testing.T) {
 		{
 			name:         "200 with a long body",
 			answer:       new("HTTP/1.1 200 OK\r\nContent-Length: 8192\r\n\r\n" + longBody),
-			wantSteps:    []string{"status"},
+			wantSteps:    []rafthttp.UpgradeStep{rafthttp.StepStatus},
 			clientCloses: true,
 			check: func(t *testing.T, err error) {
 				var statusErr *rafthttp.StatusError
@@ -392,13 +392,13 @@ func TestDialErrors(t *testing.T) {
 		{
 			name:         "101 without Upgrade",
 			answer:       new("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n"),
-			wantSteps:    []string{"upgrade header"},
+			wantSteps:    []rafthttp.UpgradeStep{rafthttp.StepUpgradeHeader},
 			clientCloses: true,
 		},
 		{
 			name:         "101 to another protocol",
 			answer:       new("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
-			wantSteps:    []string{"upgrade header"},
+			wantSteps:    []rafthttp.UpgradeStep{rafthttp.StepUpgradeHeader},
 			clientCloses: true,
 		},
 	}
@@ -434,11 +434,11 @@ func TestDialErrors(t *testing.T) {
 	}
 	t.Run("connection refused", func(t *testing.T) {
 		t.Parallel()
-		addr := clustertest.FreeAddr(t)
+		addr := clustertest.RefusingAddr(t)
 		conn, err := eagerLayer(t, nil).Dial(raft.ServerAddress(addr), testWait)
 		require.Nil(t, conn)
 		upgradeErr := requireUpgradeError(t, err, addr)
-		assert.Equal(t, "dial", upgradeErr.Step)
+		assert.Equal(t, rafthttp.StepDial, upgradeErr.Step)
 		assert.ErrorIs(t, err, syscall.ECONNREFUSED)
 	})
 }
@@ -454,13 +454,13 @@ func TestDialFailuresCloseConn(t *testing.T) {
 		// failSetDeadline and failWrite make the returned conn fail.
 		failSetDeadline bool
 		failWrite       bool
-		wantStep        string
+		wantStep        rafthttp.UpgradeStep
 		wantErr         error
 	}{
-		{name: "Dial fails", dialErr: errInjected, wantStep: "dial", wantErr: errInjected},
-		{name: "Dial returns no conn", nilConn: true, wantStep: "dial"},
-		{name: "deadline fails", failSetDeadline: true, wantStep: "dial", wantErr: errInjected},
-		{name: "write fails", failWrite: true, wantStep: "write request", wantErr: errInjected},
+		{name: "Dial fails", dialErr: errInjected, wantStep: rafthttp.StepDial, wantErr: errInjected},
+		{name: "Dial returns no conn", nilConn: true, wantStep: rafthttp.StepDial},
+		{name: "deadline fails", failSetDeadline: true, wantStep: rafthttp.StepDial, wantErr: errInjected},
+		{name: "write fails", failWrite: true, wantStep: rafthttp.StepWriteRequest, wantErr: errInjected},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -523,7 +523,7 @@ func TestDialRefusesBadAddress(t *testing.T) {
 			require.Error(t, err)
 			var upgradeErr *rafthttp.UpgradeError
 			require.ErrorAs(t, err, &upgradeErr)
-			assert.Equal(t, "dial", upgradeErr.Step)
+			assert.Equal(t, rafthttp.StepDial, upgradeErr.Step)
 			assert.NotErrorIs(t, err, errInjected)
 			assert.Zero(t, dials.Load(), "nothing was dialed")
 		})
@@ -558,7 +558,7 @@ func TestNewDialTLS(t *testing.T) {
 
 	addr := server.addr()
 	t.Run("failure returns a nil conn", func(t *testing.T) {
-		conn, err := rafthttp.NewDialTLS(config)(clustertest.FreeAddr(t), testWait)
+		conn, err := rafthttp.NewDialTLS(config)(clustertest.RefusingAddr(t), testWait)
 		assert.ErrorIs(t, err, syscall.ECONNREFUSED)
 		// Not a nil *tls.Conn in a non-nil interface, which a caller
 		// checking conn != nil would try to use.
@@ -568,7 +568,7 @@ func TestNewDialTLS(t *testing.T) {
 		conn, err := eagerLayer(t, rafthttp.NewDialTLS(nil)).Dial(raft.ServerAddress(addr), testWait)
 		require.Nil(t, conn)
 		upgradeErr := requireUpgradeError(t, err, addr)
-		assert.Equal(t, "dial", upgradeErr.Step)
+		assert.Equal(t, rafthttp.StepDial, upgradeErr.Step)
 		var verifyErr *tls.CertificateVerificationError
 		assert.ErrorAs(t, err, &verifyErr)
 	})
@@ -589,7 +589,19 @@ func TestNewDialTCP(t *testing.T) {
 	assert.Equal(t, addr, conn.RemoteAddr().String())
 	require.NoError(t, conn.Close())
 
-	conn, err = rafthttp.NewDialTCP()(clustertest.FreeAddr(t), testWait)
+	conn, err = rafthttp.NewDialTCP()(clustertest.RefusingAddr(t), testWait)
 	assert.ErrorIs(t, err, syscall.ECONNREFUSED)
 	assert.True(t, conn == nil, "conn is %#v", conn)
+}
+
+// TestUpgradeStepsAreTyped checks that errors carry the exported step
+// constants, so callers can compare them.
+func TestUpgradeStepsAreTyped(t *testing.T) {
+	t.Parallel()
+	layer := newLayer(t, rafthttp.LayerConfig{EagerHandshake: true})
+	_, err := layer.Dial(raft.ServerAddress(clustertest.RefusingAddr(t)), testWait)
+	var upgradeErr *rafthttp.UpgradeError
+	require.ErrorAs(t, err, &upgradeErr)
+	assert.Equal(t, rafthttp.StepDial, upgradeErr.Step)
+	assert.False(t, errors.Is(err, rafthttp.ErrClosed))
 }

@@ -3,15 +3,20 @@ package rafthttp_test
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -92,19 +97,20 @@ func TestEarlyDataEagerHandshake(t *testing.T) {
 func TestEarlyDataRefusals(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name, answer, step string
-		timeout            bool
-		staysEarly         bool
+		name, answer string
+		step         rafthttp.UpgradeStep
+		timeout      bool
+		staysEarly   bool
 	}{
-		{name: "EOF", answer: "close", step: "read response"},
-		{name: "not HTTP", answer: "SSH-2.0-OpenSSH_9.6\r\n", step: "read response", staysEarly: true},
-		{name: "503", answer: "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 25\r\n\r\nrafthttp: handler closed\n", step: "status", staysEarly: true},
-		{name: "400", answer: "HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\n\r\nbody", step: "status"},
-		{name: "413", answer: "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 4\r\n\r\nbody", step: "status"},
-		{name: "404", answer: "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nbody", step: "status", staysEarly: true},
-		{name: "101 websocket", answer: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", step: "upgrade header"},
-		{name: "101 without confirmation", answer: original101 + "raft bytes", step: "upgrade header"},
-		{name: "silent", answer: "wait", step: "read response", timeout: true, staysEarly: true},
+		{name: "EOF", answer: "close", step: rafthttp.StepReadResponse},
+		{name: "not HTTP", answer: "SSH-2.0-OpenSSH_9.6\r\n", step: rafthttp.StepReadResponse, staysEarly: true},
+		{name: "503", answer: "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 25\r\n\r\nrafthttp: handler closed\n", step: rafthttp.StepStatus, staysEarly: true},
+		{name: "400", answer: "HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\n\r\nbody", step: rafthttp.StepStatus},
+		{name: "413", answer: "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 4\r\n\r\nbody", step: rafthttp.StepStatus},
+		{name: "404", answer: "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nbody", step: rafthttp.StepStatus, staysEarly: true},
+		{name: "101 websocket", answer: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", step: rafthttp.StepUpgradeHeader},
+		{name: "101 without confirmation", answer: original101 + "raft bytes", step: rafthttp.StepUpgradeHeader},
+		{name: "silent", answer: "wait", step: rafthttp.StepReadResponse, timeout: true, staysEarly: true},
 		{name: "101 and data", answer: peerEarly101 + "raft bytes", staysEarly: true},
 	}
 	for _, tt := range tests {
@@ -231,7 +237,7 @@ func TestEarlyDataWritesWaitForTheAnswer(t *testing.T) {
 			r := receive(t, read, "the Read")
 			if tt.refused {
 				upgradeErr := requireUpgradeError(t, writeErr, addr)
-				assert.Equal(t, "status", upgradeErr.Step)
+				assert.Equal(t, rafthttp.StepStatus, upgradeErr.Step)
 				assert.Same(t, writeErr, r.err, "the Read returns the refusal too")
 				peer := receive(t, behind, "the peer to see the client close")
 				require.NoError(t, peer.err, "the client closes the refused connection")
@@ -333,7 +339,7 @@ func TestEarlyDataOriginalTakesTheAddress(t *testing.T) {
 	conn := dialConn(t, layer, addr, testWait)
 	_, err := conn.Write(bytes.Repeat([]byte("r"), 3000))
 	upgradeErr := requireUpgradeError(t, err, addr)
-	assert.Equal(t, "upgrade header", upgradeErr.Step, "error: %v", err)
+	assert.Equal(t, rafthttp.StepUpgradeHeader, upgradeErr.Step, "error: %v", err)
 	read := receive(t, seen, "the Layer to close its connection to the original node")
 	require.NoError(t, read.err, "the Layer left the failed connection open")
 	assert.Empty(t, read.data, "the original's raft read bytes of the write")
@@ -368,4 +374,229 @@ func TestEarlyDataCloseDuringHandshake(t *testing.T) {
 	next := dialConn(t, layer, addr, testWait)
 	write(t, next, "next")
 	assert.Equal(t, "next", receive(t, requests, "the next request").body)
+}
+
+// learnedThenSilent starts a peer whose first connection answers with a
+// 101 offering early data, and whose later connections read the request
+// and then answer nothing but prefix, and returns a Layer that has learned
+// that the peer takes early data.
+func learnedThenSilent(t *testing.T, prefix string) (string, *rafthttp.Layer) {
+	t.Helper()
+	addr, requests := upgradePeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
+		if i == 0 {
+			echoEarly(i, conn, reader)
+			return
+		}
+		io.WriteString(conn, prefix)
+		awaitClosed(reader)
+	})
+	// requests has room for every later request: nobody needs to read it.
+	return addr, learnedLayer(t, addr, requests, rafthttp.LayerConfig{})
+}
+
+// requireTimeout asserts that err reports a timeout the way a net.Conn
+// does.
+func requireTimeout(t *testing.T, err error) {
+	t.Helper()
+	require.Error(t, err)
+	var netErr net.Error
+	require.ErrorAs(t, err, &netErr, "error: %v", err)
+	assert.True(t, netErr.Timeout(), "Timeout() of %v", err)
+}
+
+// TestLazyConnHonoursItsOwnDeadline checks that a call waiting for the 101
+// of an early-data dial ends at the deadline of its own direction: a Write
+// with more to send than the request holds at the write deadline, a Read
+// at the read deadline, even when the dial itself set none.
+func TestLazyConnHonoursItsOwnDeadline(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		wait  func(conn net.Conn) error
+		write bool
+	}{
+		{name: "write", write: true, wait: func(conn net.Conn) error {
+			_, err := conn.Write(make([]byte, 1000)) // more than the peer's 100 of early data
+			return err
+		}},
+		{name: "read", wait: func(conn net.Conn) error {
+			_, err := conn.Read(make([]byte, 10))
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			addr, layer := learnedThenSilent(t, "")
+			conn, err := layer.DialContext(context.Background(), raft.ServerAddress(addr))
+			require.NoError(t, err)
+			defer conn.Close()
+			if tt.write {
+				require.NoError(t, conn.SetWriteDeadline(time.Now().Add(100*time.Millisecond)))
+			} else {
+				require.NoError(t, conn.SetReadDeadline(time.Now().Add(100*time.Millisecond)))
+			}
+			done := make(chan error, 1)
+			go func() { done <- tt.wait(conn) }()
+			requireTimeout(t, receive(t, done, "the call to end at its deadline"))
+		})
+	}
+}
+
+// TestLazyConnWaitersHonourTheirDeadlines checks that a Read waiting for
+// the 101 that a Write is reading ends at the read deadline, without
+// failing the Write's upgrade, and that a deadline set while a call waits
+// applies to it.
+func TestLazyConnWaitersHonourTheirDeadlines(t *testing.T) {
+	t.Parallel()
+	answer := make(chan struct{})
+	addr, requests := upgradePeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
+		if i > 0 {
+			<-answer
+		}
+		echoEarly(i, conn, reader)
+	})
+	layer := learnedLayer(t, addr, requests, rafthttp.LayerConfig{})
+	conn, err := layer.DialContext(context.Background(), raft.ServerAddress(addr))
+	require.NoError(t, err)
+	defer conn.Close()
+
+	// The Write sends the request with 100 bytes and waits for the 101 to
+	// send the rest.
+	payload := strings.Repeat("w", 300)
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(conn, payload)
+		wrote <- err
+	}()
+	request := receive(t, requests, "the request")
+	require.Equal(t, payload[:len(request.body)], request.body)
+
+	// A Read without a deadline waits; setting one while it waits ends it.
+	read := make(chan error, 1)
+	go func() {
+		_, err := conn.Read(make([]byte, 1))
+		read <- err
+	}()
+	require.Eventually(t, func() bool {
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+		select {
+		case err := <-read:
+			requireTimeout(t, err)
+			return true
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	}, testWait, time.Millisecond)
+
+	// The Write's upgrade goes on, and completes once the peer answers.
+	require.NoError(t, conn.SetReadDeadline(time.Time{}))
+	close(answer)
+	require.NoError(t, receive(t, wrote, "the Write to finish after the 101"))
+	// The peer echoes what follows the body.
+	rest := payload[len(request.body):]
+	got := make([]byte, len(rest))
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(testWait)))
+	_, err = io.ReadFull(conn, got)
+	require.NoError(t, err)
+	assert.Equal(t, rest, string(got))
+}
+
+// TestDialTimeoutMidHeaderIsATimeout checks that a deadline falling inside
+// a header line of the 101 is reported as a timeout, by an eager dial and
+// by the first Read of an early-data one alike.
+func TestDialTimeoutMidHeaderIsATimeout(t *testing.T) {
+	t.Parallel()
+	const partial = "HTTP/1.1 101 Switching Protocols\r\nUpgra"
+	for _, eager := range []bool{true, false} {
+		name := map[bool]string{true: "eager", false: "early data"}[eager]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			addr, layer := learnedThenSilent(t, partial)
+			if eager {
+				layer = newLayer(t, rafthttp.LayerConfig{EagerHandshake: true})
+			}
+			conn, err := layer.Dial(raft.ServerAddress(addr), 300*time.Millisecond)
+			if !eager {
+				require.NoError(t, err)
+				defer conn.Close()
+				_, err = conn.Write([]byte("x"))
+				require.NoError(t, err)
+				_, err = conn.Read(make([]byte, 1))
+			}
+			upgradeErr := requireUpgradeError(t, err, addr)
+			assert.Equal(t, rafthttp.StepReadResponse, upgradeErr.Step)
+			assert.True(t, upgradeErr.Timeout(), "Timeout() of %v", err)
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+		})
+	}
+}
+
+// TestEarlyDataFitsOneSegmentOverTLS checks that an upgrade request with
+// early data fits maxEarlyRequest (1,200 bytes) on the wire with TLS's
+// record overhead counted, so that it still travels in one TCP segment,
+// and that raft's bytes arrive whole.
+func TestEarlyDataFitsOneSegmentOverTLS(t *testing.T) {
+	t.Parallel()
+	logger := hclog.NewNullLogger()
+	handler := rafthttp.NewHandlerWithLogger(logger)
+	mux := http.NewServeMux()
+	mux.Handle("/raft", handler)
+	server := httptest.NewUnstartedServer(mux)
+	server.StartTLS()
+	t.Cleanup(server.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(server.Certificate())
+
+	conns := make(chan *recordingConn, 4)
+	dial := func(addr string, timeout time.Duration) (net.Conn, error) {
+		raw, err := net.DialTimeout("tcp", addr, timeout)
+		if err != nil {
+			return nil, err
+		}
+		counted := newRecordingConn(raw)
+		conn := tls.Client(counted, &tls.Config{RootCAs: roots, ServerName: "example.com", NextProtos: []string{"http/1.1"}})
+		if err := conn.Handshake(); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		counted.takeWrites()
+		conns <- counted
+		return conn, nil
+	}
+	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
+		Path: "/raft", Addr: server.Listener.Addr(), Handler: handler, Dial: dial, Logger: logger,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { layer.Close() })
+	addr := raft.ServerAddress(server.Listener.Addr().String())
+
+	// The first dial learns that the peer takes early data.
+	first, err := layer.Dial(addr, testWait)
+	require.NoError(t, err)
+	first.Close()
+	receive(t, conns, "the first connection")
+	accepted, err := layer.Accept()
+	require.NoError(t, err)
+	accepted.Close()
+
+	conn, err := layer.Dial(addr, testWait)
+	require.NoError(t, err)
+	defer conn.Close()
+	counted := receive(t, conns, "the second connection")
+	payload := strings.Repeat("r", 4000)
+	_, err = io.WriteString(conn, payload)
+	require.NoError(t, err)
+	writes := counted.takeWrites()
+	require.NotEmpty(t, writes)
+	assert.LessOrEqual(t, writes[0], 1200, "the request with early data, as a TLS record on the wire")
+
+	accepted, err = layer.Accept()
+	require.NoError(t, err)
+	defer accepted.Close()
+	got := make([]byte, len(payload))
+	require.NoError(t, accepted.SetReadDeadline(time.Now().Add(testWait)))
+	_, err = io.ReadFull(accepted, got)
+	require.NoError(t, err)
+	assert.Equal(t, payload, string(got))
 }

@@ -378,7 +378,7 @@ func TestHandlerEarlyDataBacklogFull(t *testing.T) {
 	n, err := conn.Read(make([]byte, 16))
 	assert.Zero(t, n)
 	upgradeErr := requireUpgradeError(t, err, server.addr())
-	assert.Equal(t, "status", upgradeErr.Step)
+	assert.Equal(t, rafthttp.StepStatus, upgradeErr.Step)
 	var statusErr *rafthttp.StatusError
 	require.ErrorAs(t, err, &statusErr)
 	assert.Equal(t, http.StatusServiceUnavailable, statusErr.StatusCode)

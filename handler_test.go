@@ -968,3 +968,19 @@ func TestHandlerLogsRequests(t *testing.T) {
 		})
 	}
 }
+
+// TestHandlerIgnoresUpgradeOnHTTP10 checks RFC 9110 section 7.8: the
+// Upgrade header of an HTTP/1.0 request is ignored, so it gets no 101 and
+// nothing reaches Accept.
+func TestHandlerIgnoresUpgradeOnHTTP10(t *testing.T) {
+	t.Parallel()
+	server := startServer(t, serverOptions{})
+	conn := server.dialRaw(t)
+	write(t, conn, "GET /raft HTTP/1.0\r\nHost: raft\r\nUpgrade: raft\r\nConnection: Upgrade\r\n\r\n")
+	response := readResponse(t, bufio.NewReader(conn), http.MethodGet)
+	assert.Equal(t, http.StatusUpgradeRequired, response.status)
+	assert.Contains(t, response.body, "HTTP/1.1")
+
+	// The next connection raft accepts is a real upgrade, not the 1.0 one.
+	exchange(t, server.upgrade(t), server.accept(t))
+}

@@ -929,6 +929,7 @@ type recordingConn struct {
 
 	mu        sync.Mutex
 	deadlines []time.Time
+	writes    []int // the size of each Write
 	closeOnce sync.Once
 	closed    chan struct{}
 }
@@ -958,6 +959,9 @@ func (c *recordingConn) Read(p []byte) (int, error) {
 }
 
 func (c *recordingConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.writes = append(c.writes, len(p))
+	c.mu.Unlock()
 	if c.failWrite {
 		return 0, errInjected
 	}
@@ -985,6 +989,15 @@ func (c *recordingConn) wasClosed() bool {
 	default:
 		return false
 	}
+}
+
+// takeWrites returns the sizes of the Writes since the last call.
+func (c *recordingConn) takeWrites() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	writes := c.writes
+	c.writes = nil
+	return writes
 }
 
 func (c *recordingConn) recorded() []time.Time {

@@ -277,7 +277,7 @@ func TestLayerCloseIdempotent(t *testing.T) {
 	conn, err := eagerLayer(t, nil).Dial(node.raftAddr(), testWait)
 	require.Nil(t, conn)
 	upgradeErr := requireUpgradeError(t, err, node.addr())
-	assert.Equal(t, "status", upgradeErr.Step)
+	assert.Equal(t, rafthttp.StepStatus, upgradeErr.Step)
 	var statusErr *rafthttp.StatusError
 	require.ErrorAs(t, err, &statusErr)
 	assert.Equal(t, http.StatusServiceUnavailable, statusErr.StatusCode)

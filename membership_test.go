@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rafthttp/rafthttp"
+	"github.com/rafthttp/rafthttp/internal/clustertest"
 	"github.com/rafthttp/rafthttp/raftmembership"
 )
 
@@ -833,6 +835,45 @@ func TestChangeMembershipLargeBodies(t *testing.T) {
 				require.NoError(t, err)
 			}
 			requireAllClosed(t, dial, server)
+		})
+	}
+}
+
+// TestMembershipDialGetsTheTimeLeft checks that Join and Leave give the
+// Dial the time left before their deadline, not DefaultTimeout, so that a
+// connect abandoned with the call does not run on long after it.
+func TestMembershipDialGetsTheTimeLeft(t *testing.T) {
+	t.Parallel()
+	const deadline = 300 * time.Millisecond
+	for _, kind := range []string{"join", "leave"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			var timeouts []time.Duration
+			dial := func(addr string, timeout time.Duration) (net.Conn, error) {
+				mu.Lock()
+				timeouts = append(timeouts, timeout)
+				mu.Unlock()
+				return rafthttp.NewDialTCP()(addr, timeout)
+			}
+			layer := newLayer(t, rafthttp.LayerConfig{Dial: dial})
+			ctx, cancel := context.WithTimeout(context.Background(), deadline)
+			defer cancel()
+			target := raft.ServerAddress(clustertest.RefusingAddr(t))
+			var err error
+			if kind == "join" {
+				err = layer.JoinContext(ctx, "n1", target)
+			} else {
+				err = layer.LeaveContext(ctx, "n1", target)
+			}
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			mu.Lock()
+			defer mu.Unlock()
+			require.NotEmpty(t, timeouts, "the Dial was called")
+			for _, timeout := range timeouts {
+				assert.Positive(t, timeout)
+				assert.LessOrEqual(t, timeout, deadline, "a Dial was given more than the call had left")
+			}
 		})
 	}
 }
