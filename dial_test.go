@@ -2,26 +2,19 @@ package rafthttp_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/textproto"
 	"os"
-	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -29,105 +22,6 @@ import (
 	"github.com/rafthttp/rafthttp"
 	"github.com/rafthttp/rafthttp/internal/clustertest"
 )
-
-// dlWait bounds every wait in the dial and layer tests. Nothing is expected
-// to take anywhere near it; it only turns a hang into a failure.
-const dlWait = 5 * time.Second
-
-// dlOriginal101 is the exact answer of a node running the original package:
-// no Connection header.
-const dlOriginal101 = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\n\r\n"
-
-// dlLayer returns a Layer that is only used to dial: its Handler is not
-// mounted anywhere. It is closed when the test ends. Its dials are eager,
-// so that each Dial that returns has an Accept to pair with; the early
-// data tests (early_data_test.go) dial the default way.
-func dlLayer(t *testing.T, path string, dial rafthttp.Dial) *rafthttp.Layer {
-	t.Helper()
-	logger := clustertest.DebugLogger(t, "layer")
-	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
-		Path:           path,
-		Addr:           &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1},
-		Handler:        rafthttp.NewHandlerWithLogger(logger),
-		Dial:           dial,
-		Logger:         logger,
-		EagerHandshake: true,
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, layer.Close()) })
-	return layer
-}
-
-// dlRawPeer starts a TCP server whose every connection is handled by
-// serve, byte by byte: a stand-in for a peer that misbehaves or runs the
-// original package. Each connection is closed when serve returns and has a
-// deadline, so a serve that waits for a client that never comes still ends.
-// It returns the server's address.
-func dlRawPeer(t *testing.T, serve func(conn net.Conn)) string {
-	t.Helper()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		listener.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			conn, err := listener.Accept()
-			if err != nil {
-				return
-			}
-			conn.SetDeadline(time.Now().Add(2 * dlWait))
-			wg.Go(func() {
-				defer conn.Close()
-				serve(conn)
-			})
-		}
-	})
-	return listener.Addr().String()
-}
-
-// dlReadHead reads an HTTP request head: its request line and its headers.
-// The reader it returns holds whatever the client sent after the head.
-func dlReadHead(conn net.Conn) (*bufio.Reader, string, textproto.MIMEHeader, error) {
-	reader := bufio.NewReader(conn)
-	text := textproto.NewReader(reader)
-	line, err := text.ReadLine()
-	if err != nil {
-		return reader, "", nil, err
-	}
-	header, err := text.ReadMIMEHeader()
-	return reader, line, header, err
-}
-
-// dlAwaitClosed reads until the client closes its end. It returns nil once
-// the client has closed (EOF, or a reset when the client closed with our
-// bytes still unread), and the read error, a timeout, if it never does.
-func dlAwaitClosed(reader io.Reader) error {
-	_, err := io.Copy(io.Discard, reader)
-	if err == nil || errors.Is(err, syscall.ECONNRESET) {
-		return nil
-	}
-	return err
-}
-
-// dlUpgradeError asserts that err is an *UpgradeError for addr and
-// returns it.
-func dlUpgradeError(t *testing.T, err error, addr string) *rafthttp.UpgradeError {
-	t.Helper()
-	require.Error(t, err)
-	var upgradeErr *rafthttp.UpgradeError
-	require.ErrorAs(t, err, &upgradeErr)
-	assert.Equal(t, addr, upgradeErr.Addr)
-	assert.Contains(t, err.Error(), addr, "the error names the target")
-	return upgradeErr
-}
-
-type dlHead struct {
-	line   string
-	header textproto.MIMEHeader
-}
 
 // TestDialRequestHead checks the request the dial sends: the request line
 // with the escaped path, Host set to the target address, and the Upgrade
@@ -147,19 +41,8 @@ func TestDialRequestHead(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			heads := make(chan dlHead, 1)
-			addr := dlRawPeer(t, func(conn net.Conn) {
-				reader, line, header, err := dlReadHead(conn)
-				if err != nil {
-					return
-				}
-				heads <- dlHead{line, header}
-				if _, err := io.WriteString(conn, dlOriginal101); err != nil {
-					return
-				}
-				dlAwaitClosed(reader)
-			})
-			conn, err := dlLayer(t, tt.path, nil).Dial(raft.ServerAddress(addr), dlWait)
+			addr, heads := upgradePeer(t, answerThenAwaitClose(original101))
+			conn, err := newLayer(t, rafthttp.LayerConfig{Path: tt.path, EagerHandshake: true}).Dial(raft.ServerAddress(addr), testWait)
 			require.NoError(t, err)
 			require.NoError(t, conn.Close())
 
@@ -181,45 +64,19 @@ func TestDialAccepts101(t *testing.T) {
 		name     string
 		response string
 	}{
-		{name: "original package", response: dlOriginal101},
+		{name: "original package", response: original101},
 		{name: "upper case token", response: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: RAFT\r\n\r\n"},
-		{name: "rafthttp", response: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nConnection: Upgrade\r\n\r\n"},
+		{name: "rafthttp", response: handler101},
 		{name: "token in a list", response: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c, Raft\r\nConnection: upgrade\r\n\r\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			received := make(chan string, 1)
-			addr := dlRawPeer(t, func(conn net.Conn) {
-				reader, _, _, err := dlReadHead(conn)
-				if err != nil {
-					return
-				}
-				if _, err := io.WriteString(conn, tt.response); err != nil {
-					return
-				}
-				ping := make([]byte, 4)
-				if _, err := io.ReadFull(reader, ping); err != nil {
-					return
-				}
-				received <- string(ping)
-				if _, err := io.WriteString(conn, "pong"); err != nil {
-					return
-				}
-				dlAwaitClosed(reader)
-			})
-			conn, err := dlLayer(t, "/raft", nil).Dial(raft.ServerAddress(addr), dlWait)
+			addr, _ := upgradePeer(t, answerThenEcho(tt.response))
+			conn, err := eagerLayer(t, nil).Dial(raft.ServerAddress(addr), testWait)
 			require.NoError(t, err)
 			t.Cleanup(func() { conn.Close() })
-			require.NoError(t, conn.SetDeadline(time.Now().Add(dlWait)))
-
-			_, err = io.WriteString(conn, "ping")
-			require.NoError(t, err)
-			assert.Equal(t, "ping", receive(t, received, "the client's bytes"))
-			pong := make([]byte, 4)
-			_, err = io.ReadFull(conn, pong)
-			require.NoError(t, err)
-			assert.Equal(t, "pong", string(pong))
+			roundTrip(t, conn, "ping", "ping")
 		})
 	}
 }
@@ -245,40 +102,15 @@ func TestDialKeepsBytesBehind101(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			addr := dlRawPeer(t, func(conn net.Conn) {
-				reader, _, _, err := dlReadHead(conn)
-				if err != nil {
-					return
-				}
-				// One write: the bytes arrive in the same segments as the 101.
-				if _, err := conn.Write(append([]byte(dlOriginal101), tt.early...)); err != nil {
-					return
-				}
-				ping := make([]byte, 4)
-				if _, err := io.ReadFull(reader, ping); err != nil {
-					return
-				}
-				if _, err := io.WriteString(conn, "later"); err != nil {
-					return
-				}
-				dlAwaitClosed(reader)
-			})
-			conn, err := dlLayer(t, "/raft", nil).Dial(raft.ServerAddress(addr), dlWait)
+			// One write: the bytes arrive in the same segments as the 101.
+			addr, _ := upgradePeer(t, answerThenEcho(original101+string(tt.early)))
+			conn, err := eagerLayer(t, nil).Dial(raft.ServerAddress(addr), testWait)
 			require.NoError(t, err)
 			t.Cleanup(func() { conn.Close() })
-			require.NoError(t, conn.SetDeadline(time.Now().Add(dlWait)))
 
-			early := make([]byte, len(tt.early))
-			_, err = io.ReadFull(conn, early)
-			require.NoError(t, err)
-			assert.True(t, bytes.Equal(tt.early, early), "the bytes behind the 101 come first, in order")
-
-			_, err = io.WriteString(conn, "ping")
-			require.NoError(t, err)
-			later := make([]byte, 5)
-			_, err = io.ReadFull(conn, later)
-			require.NoError(t, err)
-			assert.Equal(t, "later", string(later))
+			early := readFull(t, conn, len(tt.early))
+			assert.True(t, early == string(tt.early), "the bytes behind the 101 come first, in order")
+			roundTrip(t, conn, "ping", "ping")
 		})
 	}
 }
@@ -300,24 +132,21 @@ func TestDialTimeout(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			closed := make(chan error, 1)
-			addr := dlRawPeer(t, func(conn net.Conn) {
-				reader, _, _, err := dlReadHead(conn)
+			addr, _ := upgradePeer(t, func(_ int, conn net.Conn, reader *bufio.Reader) {
+				_, err := io.WriteString(conn, tt.answer)
 				if err == nil {
-					_, err = io.WriteString(conn, tt.answer)
-				}
-				if err == nil {
-					err = dlAwaitClosed(reader)
+					err = awaitClosed(reader)
 				}
 				closed <- err
 			})
 			const timeout = 200 * time.Millisecond
 			start := time.Now()
-			conn, err := dlLayer(t, "/raft", nil).Dial(raft.ServerAddress(addr), timeout)
+			conn, err := eagerLayer(t, nil).Dial(raft.ServerAddress(addr), timeout)
 			elapsed := time.Since(start)
 			require.Nil(t, conn)
 
-			upgradeErr := dlUpgradeError(t, err, addr)
-			assert.Equal(t, "read response", upgradeErr.Step)
+			upgradeErr := requireUpgradeError(t, err, addr)
+			assert.Equal(t, rafthttp.StepReadResponse, upgradeErr.Step)
 			assert.True(t, upgradeErr.Timeout(), "Timeout() reports the deadline: %v", err)
 			var netErr net.Error
 			require.ErrorAs(t, err, &netErr)
@@ -325,7 +154,7 @@ func TestDialTimeout(t *testing.T) {
 			assert.True(t, errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded),
 				"error wraps a deadline error: %v", err)
 			assert.GreaterOrEqual(t, elapsed, timeout/2, "did not give up early")
-			assert.Less(t, elapsed, dlWait, "gave up within a bound")
+			assert.Less(t, elapsed, testWait, "gave up within a bound")
 
 			assert.NoError(t, receive(t, closed, "the client to close its socket"))
 		})
@@ -346,21 +175,13 @@ func TestDialTimeoutMidHeader(t *testing.T) {
 		timeout = 100 * time.Millisecond
 		rounds  = 6
 	)
-	addr := dlRawPeer(t, func(conn net.Conn) {
-		reader, _, _, err := dlReadHead(conn)
-		if err == nil {
-			_, err = io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgr")
-		}
-		if err == nil {
-			dlAwaitClosed(reader)
-		}
-	})
-	layer := dlLayer(t, "/raft", nil)
+	addr, _ := upgradePeer(t, answerThenAwaitClose("HTTP/1.1 101 Switching Protocols\r\nUpgr"))
+	layer := eagerLayer(t, nil)
 	for round := range rounds {
 		conn, err := layer.Dial(raft.ServerAddress(addr), timeout)
 		require.Nil(t, conn)
-		upgradeErr := dlUpgradeError(t, err, addr)
-		assert.Equal(t, "read response", upgradeErr.Step)
+		upgradeErr := requireUpgradeError(t, err, addr)
+		assert.Equal(t, rafthttp.StepReadResponse, upgradeErr.Step)
 		if !upgradeErr.Timeout() {
 			t.Fatalf("round %d: the deadline passed, but Timeout() is false: %v", round, err)
 		}
@@ -369,95 +190,37 @@ func TestDialTimeoutMidHeader(t *testing.T) {
 
 // TestDialClearsDeadline checks that a successful dial leaves no deadline
 // behind: a read that waits longer than the dial timeout for its data still
-// gets it.
+// gets it, and exactly it.
 func TestDialClearsDeadline(t *testing.T) {
 	t.Parallel()
 	const timeout = 100 * time.Millisecond
 	release := make(chan struct{})
-	addr := dlRawPeer(t, func(conn net.Conn) {
-		reader, _, _, err := dlReadHead(conn)
-		if err != nil {
-			return
-		}
-		if _, err := io.WriteString(conn, dlOriginal101); err != nil {
+	addr, _ := upgradePeer(t, func(_ int, conn net.Conn, reader *bufio.Reader) {
+		if _, err := io.WriteString(conn, original101); err != nil {
 			return
 		}
 		select {
 		case <-release:
-		case <-time.After(dlWait):
+		case <-time.After(testWait):
 			return
 		}
-		if _, err := io.WriteString(conn, "late"); err != nil {
-			return
+		if _, err := io.WriteString(conn, "late"); err == nil {
+			awaitClosed(reader)
 		}
-		dlAwaitClosed(reader)
 	})
-	conn, err := dlLayer(t, "/raft", nil).Dial(raft.ServerAddress(addr), timeout)
+	conn, err := eagerLayer(t, nil).Dial(raft.ServerAddress(addr), timeout)
+	dialed := time.Now()
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 
-	type result struct {
-		data string
-		err  error
-	}
-	results := make(chan result, 1)
-	go func() {
-		data := make([]byte, 4)
-		_, err := io.ReadFull(conn, data)
-		results <- result{string(data), err}
-	}()
-	select {
-	case r := <-results:
-		t.Fatalf("read returned before any data was sent: %q, %v", r.data, r.err)
-	case <-time.After(3 * timeout):
-		// The dial's deadline would have ended the read by now.
-	}
+	read := readAsync(conn, 4)
+	// The dial's deadline fell before dialed+timeout: left on the conn, it
+	// would have ended the read with an error by now.
+	waitPast(dialed.Add(3 * timeout))
 	close(release)
-	r := receive(t, results, "the late bytes")
+	r := receive(t, read, "the late bytes")
 	require.NoError(t, r.err)
 	assert.Equal(t, "late", r.data)
-}
-
-// dlRecordingConn records the deadlines set on it and whether it was
-// closed, and can be made to fail SetDeadline or Write.
-type dlRecordingConn struct {
-	net.Conn
-	failSetDeadline bool
-	failWrite       bool
-
-	mu        sync.Mutex
-	deadlines []time.Time
-	closed    atomic.Bool
-}
-
-var errDLInjected = errors.New("injected failure")
-
-func (c *dlRecordingConn) SetDeadline(deadline time.Time) error {
-	c.mu.Lock()
-	c.deadlines = append(c.deadlines, deadline)
-	c.mu.Unlock()
-	if c.failSetDeadline {
-		return errDLInjected
-	}
-	return c.Conn.SetDeadline(deadline)
-}
-
-func (c *dlRecordingConn) Write(p []byte) (int, error) {
-	if c.failWrite {
-		return 0, errDLInjected
-	}
-	return c.Conn.Write(p)
-}
-
-func (c *dlRecordingConn) Close() error {
-	c.closed.Store(true)
-	return c.Conn.Close()
-}
-
-func (c *dlRecordingConn) recorded() []time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.deadlines)
 }
 
 // TestDialOneDeadline checks that one deadline covers the connect, the
@@ -466,35 +229,26 @@ func (c *dlRecordingConn) recorded() []time.Time {
 // cleared on success.
 func TestDialOneDeadline(t *testing.T) {
 	t.Parallel()
-	addr := dlRawPeer(t, func(conn net.Conn) {
-		reader, _, _, err := dlReadHead(conn)
-		if err != nil {
-			return
-		}
-		if _, err := io.WriteString(conn, dlOriginal101); err != nil {
-			return
-		}
-		dlAwaitClosed(reader)
-	})
+	addr, _ := upgradePeer(t, answerThenAwaitClose(original101))
 	const (
 		timeout     = 2 * time.Second
 		connectTime = 300 * time.Millisecond
 	)
 	var dialTimeout time.Duration
-	var recording *dlRecordingConn
+	var recording *recordingConn
 	slowDial := func(addr string, timeout time.Duration) (net.Conn, error) {
 		dialTimeout = timeout
 		// A slow connect, as over a congested network.
-		<-time.After(connectTime)
+		waitPast(time.Now().Add(connectTime))
 		conn, err := rafthttp.NewDialTCP()(addr, timeout)
 		if err != nil {
 			return nil, err
 		}
-		recording = &dlRecordingConn{Conn: conn}
+		recording = newRecordingConn(conn)
 		return recording, nil
 	}
 	start := time.Now()
-	conn, err := dlLayer(t, "/raft", slowDial).Dial(raft.ServerAddress(addr), timeout)
+	conn, err := eagerLayer(t, slowDial).Dial(raft.ServerAddress(addr), timeout)
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 
@@ -508,7 +262,7 @@ func TestDialOneDeadline(t *testing.T) {
 		"the handshake deadline %v counts from the start of the dial %v, not from the end of the connect",
 		first.Sub(start), timeout)
 	assert.True(t, deadlines[len(deadlines)-1].IsZero(), "the deadline is cleared on success: %v", deadlines)
-	assert.False(t, recording.closed.Load(), "the conn is handed out open")
+	assert.False(t, recording.wasClosed(), "the conn is handed out open")
 }
 
 // TestDialContextCancel checks that canceling the context while the dial
@@ -518,36 +272,25 @@ func TestDialContextCancel(t *testing.T) {
 	t.Parallel()
 	t.Run("mid-handshake", func(t *testing.T) {
 		t.Parallel()
-		requested := make(chan struct{})
 		closed := make(chan error, 1)
-		addr := dlRawPeer(t, func(conn net.Conn) {
-			reader, _, _, err := dlReadHead(conn)
-			if err != nil {
-				closed <- err
-				return
-			}
-			close(requested)
-			closed <- dlAwaitClosed(reader)
+		addr, requests := upgradePeer(t, func(_ int, _ net.Conn, reader *bufio.Reader) {
+			closed <- awaitClosed(reader)
 		})
-		layer := dlLayer(t, "/raft", nil)
+		layer := eagerLayer(t, nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		type result struct {
-			conn net.Conn
-			err  error
-		}
-		results := make(chan result, 1)
+		results := make(chan connResult, 1)
 		go func() {
 			conn, err := layer.DialContext(ctx, raft.ServerAddress(addr))
-			results <- result{conn, err}
+			results <- connResult{conn, err}
 		}()
-		receive(t, requested, "the upgrade request")
+		receive(t, requests, "the upgrade request")
 		cancel()
 		r := receive(t, results, "DialContext to return after cancel")
 		require.Nil(t, r.conn)
-		upgradeErr := dlUpgradeError(t, r.err, addr)
+		upgradeErr := requireUpgradeError(t, r.err, addr)
 		assert.ErrorIs(t, r.err, context.Canceled)
-		assert.Equal(t, "read response", upgradeErr.Step)
+		assert.Equal(t, rafthttp.StepReadResponse, upgradeErr.Step)
 		assert.NoError(t, receive(t, closed, "the client to close its socket"))
 	})
 	t.Run("before dialing", func(t *testing.T) {
@@ -559,12 +302,12 @@ func TestDialContextCancel(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		addr := clustertest.FreeAddr(t)
-		conn, err := dlLayer(t, "/raft", dial).DialContext(ctx, raft.ServerAddress(addr))
+		addr := clustertest.RefusingAddr(t)
+		conn, err := eagerLayer(t, dial).DialContext(ctx, raft.ServerAddress(addr))
 		require.Nil(t, conn)
-		upgradeErr := dlUpgradeError(t, err, addr)
+		upgradeErr := requireUpgradeError(t, err, addr)
 		assert.ErrorIs(t, err, context.Canceled)
-		assert.Equal(t, "dial", upgradeErr.Step)
+		assert.Equal(t, rafthttp.StepDial, upgradeErr.Step)
 		assert.Zero(t, dials.Load(), "a canceled dial does not connect")
 	})
 }
@@ -583,7 +326,7 @@ func TestDialErrors(t *testing.T) {
 		answer *string
 		// wantSteps lists the acceptable steps: which of writing and
 		// reading notices a peer that closed at once is up to the kernel.
-		wantSteps []string
+		wantSteps []rafthttp.UpgradeStep
 		// clientCloses says the server can observe the client close.
 		clientCloses bool
 		check        func(t *testing.T, err error)
@@ -591,12 +334,12 @@ func TestDialErrors(t *testing.T) {
 		{
 			name:      "server closes at once",
 			answer:    nil,
-			wantSteps: []string{"write request", "read response"},
+			wantSteps: []rafthttp.UpgradeStep{rafthttp.StepWriteRequest, rafthttp.StepReadResponse},
 		},
 		{
 			name:         "server closes after the request",
 			answer:       new(""),
-			wantSteps:    []string{"read response"},
+			wantSteps:    []rafthttp.UpgradeStep{rafthttp.StepReadResponse},
 			clientCloses: false,
 			check: func(t *testing.T, err error) {
 				assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
@@ -605,13 +348,13 @@ func TestDialErrors(t *testing.T) {
 		{
 			name:         "not HTTP",
 			answer:       new("SSH-2.0-OpenSSH_9.6\r\n"),
-			wantSteps:    []string{"read response"},
+			wantSteps:    []rafthttp.UpgradeStep{rafthttp.StepReadResponse},
 			clientCloses: true,
 		},
 		{
 			name:         "404 with a body",
 			answer:       new("HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nno raft here\n"),
-			wantSteps:    []string{"status"},
+			wantSteps:    []rafthttp.UpgradeStep{rafthttp.StepStatus},
 			clientCloses: true,
 			check: func(t *testing.T, err error) {
 				var statusErr *rafthttp.StatusError
@@ -623,7 +366,7 @@ func TestDialErrors(t *testing.T) {
 		{
 			name:         "503 with a body",
 			answer:       new("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 25\r\n\r\nrafthttp: handler closed\n"),
-			wantSteps:    []string{"status"},
+			wantSteps:    []rafthttp.UpgradeStep{rafthttp.StepStatus},
 			clientCloses: true,
 			check: func(t *testing.T, err error) {
 				var statusErr *rafthttp.StatusError
@@ -635,7 +378,7 @@ func TestDialErrors(t *testing.T) {
 		{
 			name:         "200 with a long body",
 			answer:       new("HTTP/1.1 200 OK\r\nContent-Length: 8192\r\n\r\n" + longBody),
-			wantSteps:    []string{"status"},
+			wantSteps:    []rafthttp.UpgradeStep{rafthttp.StepStatus},
 			clientCloses: true,
 			check: func(t *testing.T, err error) {
 				var statusErr *rafthttp.StatusError
@@ -649,13 +392,13 @@ func TestDialErrors(t *testing.T) {
 		{
 			name:         "101 without Upgrade",
 			answer:       new("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n"),
-			wantSteps:    []string{"upgrade header"},
+			wantSteps:    []rafthttp.UpgradeStep{rafthttp.StepUpgradeHeader},
 			clientCloses: true,
 		},
 		{
 			name:         "101 to another protocol",
 			answer:       new("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
-			wantSteps:    []string{"upgrade header"},
+			wantSteps:    []rafthttp.UpgradeStep{rafthttp.StepUpgradeHeader},
 			clientCloses: true,
 		},
 	}
@@ -663,22 +406,22 @@ func TestDialErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			closed := make(chan error, 1)
-			addr := dlRawPeer(t, func(conn net.Conn) {
+			addr := rawPeer(t, func(conn net.Conn) {
 				if tt.answer == nil {
 					return
 				}
-				reader, _, _, err := dlReadHead(conn)
+				reader, _, _, err := readHead(conn)
 				if err == nil {
 					_, err = io.WriteString(conn, *tt.answer)
 				}
 				if err == nil && tt.clientCloses {
-					err = dlAwaitClosed(reader)
+					err = awaitClosed(reader)
 				}
 				closed <- err
 			})
-			conn, err := dlLayer(t, "/raft", nil).Dial(raft.ServerAddress(addr), dlWait)
+			conn, err := eagerLayer(t, nil).Dial(raft.ServerAddress(addr), testWait)
 			require.Nil(t, conn)
-			upgradeErr := dlUpgradeError(t, err, addr)
+			upgradeErr := requireUpgradeError(t, err, addr)
 			assert.Contains(t, tt.wantSteps, upgradeErr.Step, "error: %v", err)
 			assert.False(t, upgradeErr.Timeout(), "error: %v", err)
 			if tt.check != nil {
@@ -691,11 +434,11 @@ func TestDialErrors(t *testing.T) {
 	}
 	t.Run("connection refused", func(t *testing.T) {
 		t.Parallel()
-		addr := clustertest.FreeAddr(t)
-		conn, err := dlLayer(t, "/raft", nil).Dial(raft.ServerAddress(addr), dlWait)
+		addr := clustertest.RefusingAddr(t)
+		conn, err := eagerLayer(t, nil).Dial(raft.ServerAddress(addr), testWait)
 		require.Nil(t, conn)
-		upgradeErr := dlUpgradeError(t, err, addr)
-		assert.Equal(t, "dial", upgradeErr.Step)
+		upgradeErr := requireUpgradeError(t, err, addr)
+		assert.Equal(t, rafthttp.StepDial, upgradeErr.Step)
 		assert.ErrorIs(t, err, syscall.ECONNREFUSED)
 	})
 }
@@ -711,20 +454,21 @@ func TestDialFailuresCloseConn(t *testing.T) {
 		// failSetDeadline and failWrite make the returned conn fail.
 		failSetDeadline bool
 		failWrite       bool
-		wantStep        string
+		wantStep        rafthttp.UpgradeStep
 		wantErr         error
 	}{
-		{name: "Dial fails", dialErr: errDLInjected, wantStep: "dial", wantErr: errDLInjected},
-		{name: "Dial returns no conn", nilConn: true, wantStep: "dial"},
-		{name: "deadline fails", failSetDeadline: true, wantStep: "dial", wantErr: errDLInjected},
-		{name: "write fails", failWrite: true, wantStep: "write request", wantErr: errDLInjected},
+		{name: "Dial fails", dialErr: errInjected, wantStep: rafthttp.StepDial, wantErr: errInjected},
+		{name: "Dial returns no conn", nilConn: true, wantStep: rafthttp.StepDial},
+		{name: "deadline fails", failSetDeadline: true, wantStep: rafthttp.StepDial, wantErr: errInjected},
+		{name: "write fails", failWrite: true, wantStep: rafthttp.StepWriteRequest, wantErr: errInjected},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			client, server := net.Pipe()
 			t.Cleanup(func() { server.Close() })
-			recording := &dlRecordingConn{Conn: client, failSetDeadline: tt.failSetDeadline, failWrite: tt.failWrite}
+			recording := newRecordingConn(client)
+			recording.failSetDeadline, recording.failWrite = tt.failSetDeadline, tt.failWrite
 			t.Cleanup(func() { recording.Close() })
 			dial := func(string, time.Duration) (net.Conn, error) {
 				switch {
@@ -736,15 +480,15 @@ func TestDialFailuresCloseConn(t *testing.T) {
 				return recording, nil
 			}
 			const addr = "peer.example:8080"
-			conn, err := dlLayer(t, "/raft", dial).Dial(raft.ServerAddress(addr), dlWait)
+			conn, err := eagerLayer(t, dial).Dial(raft.ServerAddress(addr), testWait)
 			require.Nil(t, conn)
-			upgradeErr := dlUpgradeError(t, err, addr)
+			upgradeErr := requireUpgradeError(t, err, addr)
 			assert.Equal(t, tt.wantStep, upgradeErr.Step)
 			if tt.wantErr != nil {
 				assert.ErrorIs(t, err, tt.wantErr)
 			}
 			if tt.dialErr == nil && !tt.nilConn {
-				assert.True(t, recording.closed.Load(), "the conn is closed on failure")
+				assert.True(t, recording.wasClosed(), "the conn is closed on failure")
 			}
 		})
 	}
@@ -772,40 +516,18 @@ func TestDialRefusesBadAddress(t *testing.T) {
 			var dials atomic.Int32
 			dial := func(string, time.Duration) (net.Conn, error) {
 				dials.Add(1)
-				return nil, errDLInjected
+				return nil, errInjected
 			}
-			conn, err := dlLayer(t, "/raft", dial).Dial(raft.ServerAddress(tt.addr), dlWait)
+			conn, err := eagerLayer(t, dial).Dial(raft.ServerAddress(tt.addr), testWait)
 			require.Nil(t, conn)
 			require.Error(t, err)
 			var upgradeErr *rafthttp.UpgradeError
 			require.ErrorAs(t, err, &upgradeErr)
-			assert.Equal(t, "dial", upgradeErr.Step)
-			assert.NotErrorIs(t, err, errDLInjected)
+			assert.Equal(t, rafthttp.StepDial, upgradeErr.Step)
+			assert.NotErrorIs(t, err, errInjected)
 			assert.Zero(t, dials.Load(), "nothing was dialed")
 		})
 	}
-}
-
-// dlTLSNode is a Layer whose Handler is mounted on an HTTPS test server
-// with HTTP/2 enabled, so the server offers h2 first.
-func dlTLSNode(t *testing.T) (*httptest.Server, *rafthttp.Layer) {
-	t.Helper()
-	logger := clustertest.DebugLogger(t, "server")
-	handler := rafthttp.NewHandlerWithLogger(logger)
-	mux := http.NewServeMux()
-	mux.Handle("/raft", handler)
-	server := httptest.NewUnstartedServer(mux)
-	server.EnableHTTP2 = true
-	// What http.Server.ServeTLS offers by default: h2 first.
-	server.TLS = &tls.Config{NextProtos: []string{"h2", "http/1.1"}}
-	server.Config.ErrorLog = logger.StandardLogger(&hclog.StandardLoggerOptions{})
-	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{Path: "/raft", Addr: server.Listener.Addr(), Handler: handler})
-	require.NoError(t, err)
-	server.StartTLS()
-	t.Cleanup(server.Close)
-	t.Cleanup(func() { assert.NoError(t, layer.Close()) })
-	require.Contains(t, server.TLS.NextProtos, "h2", "the server offers HTTP/2")
-	return server, layer
 }
 
 // TestNewDialTLS checks that a TLS dial with a config that offers h2 still
@@ -814,10 +536,9 @@ func dlTLSNode(t *testing.T) (*httptest.Server, *rafthttp.Layer) {
 // after NewDialTLS, and that bytes flow both ways through Accept.
 func TestNewDialTLS(t *testing.T) {
 	t.Parallel()
-	server, serverLayer := dlTLSNode(t)
-	roots := x509.NewCertPool()
-	roots.AddCert(server.Certificate())
-	config := &tls.Config{RootCAs: roots, NextProtos: []string{"h2", "http/1.1"}}
+	server := startServer(t, serverOptions{http2: true})
+	config := trust(server.Server)
+	config.NextProtos = []string{"h2", "http/1.1"}
 
 	var negotiated atomic.Value
 	tlsDial := rafthttp.NewDialTLS(config)
@@ -830,51 +551,24 @@ func TestNewDialTLS(t *testing.T) {
 		}
 		return conn, err
 	}
-	addr := server.Listener.Addr().String()
-	clientConn, err := dlLayer(t, "/raft", dial).Dial(raft.ServerAddress(addr), dlWait)
-	require.NoError(t, err)
-	t.Cleanup(func() { clientConn.Close() })
+	dialed, accepted := server.connect(t, eagerLayer(t, dial))
 	assert.Equal(t, "http/1.1", negotiated.Load())
 	assert.Equal(t, []string{"h2", "http/1.1"}, config.NextProtos, "the caller's config is not mutated")
+	exchange(t, dialed, accepted)
 
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		conn, err := serverLayer.Accept()
-		if err == nil {
-			accepted <- conn
-		}
-	}()
-	serverConn := receive(t, accepted, "Accept on the server")
-	t.Cleanup(func() { serverConn.Close() })
-	require.NoError(t, clientConn.SetDeadline(time.Now().Add(dlWait)))
-	require.NoError(t, serverConn.SetDeadline(time.Now().Add(dlWait)))
-
-	_, err = io.WriteString(clientConn, "request")
-	require.NoError(t, err)
-	got := make([]byte, len("request"))
-	_, err = io.ReadFull(serverConn, got)
-	require.NoError(t, err)
-	assert.Equal(t, "request", string(got))
-
-	_, err = io.WriteString(serverConn, "response")
-	require.NoError(t, err)
-	got = make([]byte, len("response"))
-	_, err = io.ReadFull(clientConn, got)
-	require.NoError(t, err)
-	assert.Equal(t, "response", string(got))
-
+	addr := server.addr()
 	t.Run("failure returns a nil conn", func(t *testing.T) {
-		conn, err := rafthttp.NewDialTLS(config)(clustertest.FreeAddr(t), dlWait)
+		conn, err := rafthttp.NewDialTLS(config)(clustertest.RefusingAddr(t), testWait)
 		assert.ErrorIs(t, err, syscall.ECONNREFUSED)
 		// Not a nil *tls.Conn in a non-nil interface, which a caller
 		// checking conn != nil would try to use.
 		assert.True(t, conn == nil, "conn is %#v", conn)
 	})
 	t.Run("nil config verifies certificates", func(t *testing.T) {
-		conn, err := dlLayer(t, "/raft", rafthttp.NewDialTLS(nil)).Dial(raft.ServerAddress(addr), dlWait)
+		conn, err := eagerLayer(t, rafthttp.NewDialTLS(nil)).Dial(raft.ServerAddress(addr), testWait)
 		require.Nil(t, conn)
-		upgradeErr := dlUpgradeError(t, err, addr)
-		assert.Equal(t, "dial", upgradeErr.Step)
+		upgradeErr := requireUpgradeError(t, err, addr)
+		assert.Equal(t, rafthttp.StepDial, upgradeErr.Step)
 		var verifyErr *tls.CertificateVerificationError
 		assert.ErrorAs(t, err, &verifyErr)
 	})
@@ -885,17 +579,29 @@ func TestNewDialTLS(t *testing.T) {
 func TestNewDialTCP(t *testing.T) {
 	t.Parallel()
 	accepted := make(chan struct{}, 1)
-	addr := dlRawPeer(t, func(conn net.Conn) {
+	addr := rawPeer(t, func(conn net.Conn) {
 		accepted <- struct{}{}
-		dlAwaitClosed(conn)
+		awaitClosed(conn)
 	})
-	conn, err := rafthttp.NewDialTCP()(addr, dlWait)
+	conn, err := rafthttp.NewDialTCP()(addr, testWait)
 	require.NoError(t, err)
 	receive(t, accepted, "the connection")
 	assert.Equal(t, addr, conn.RemoteAddr().String())
 	require.NoError(t, conn.Close())
 
-	conn, err = rafthttp.NewDialTCP()(clustertest.FreeAddr(t), dlWait)
+	conn, err = rafthttp.NewDialTCP()(clustertest.RefusingAddr(t), testWait)
 	assert.ErrorIs(t, err, syscall.ECONNREFUSED)
 	assert.True(t, conn == nil, "conn is %#v", conn)
+}
+
+// TestUpgradeStepsAreTyped checks that errors carry the exported step
+// constants, so callers can compare them.
+func TestUpgradeStepsAreTyped(t *testing.T) {
+	t.Parallel()
+	layer := newLayer(t, rafthttp.LayerConfig{EagerHandshake: true})
+	_, err := layer.Dial(raft.ServerAddress(clustertest.RefusingAddr(t)), testWait)
+	var upgradeErr *rafthttp.UpgradeError
+	require.ErrorAs(t, err, &upgradeErr)
+	assert.Equal(t, rafthttp.StepDial, upgradeErr.Step)
+	assert.False(t, errors.Is(err, rafthttp.ErrClosed))
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,24 +21,6 @@ import (
 	"github.com/rafthttp/rafthttp"
 	"github.com/rafthttp/rafthttp/internal/clustertest"
 )
-
-// edWarnings is an io.Writer for a logger that keeps what it is given.
-type edWarnings struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *edWarnings) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *edWarnings) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
 
 // TestEarlyDataThroughProxies runs a two-node cluster whose second node is
 // reached only through a reverse proxy, with default Layers: the leader
@@ -99,7 +80,7 @@ func TestEarlyDataThroughProxies(t *testing.T) {
 			require.NoError(t, err)
 
 			var early atomic.Int64
-			warnings := &edWarnings{}
+			warnings := newLogBuffer(t)
 			start := func(id raft.ServerID, serve net.Listener, advertise net.Addr, pool int) (*raft.Raft, *clustertest.FSM) {
 				logger := clustertest.Logger(t, string(id))
 				handler := rafthttp.NewHandlerWithLogger(logger.Named("rafthttp"))
@@ -137,7 +118,7 @@ func TestEarlyDataThroughProxies(t *testing.T) {
 			require.NoError(t, leader.BootstrapCluster(raft.Configuration{Servers: []raft.Server{
 				{ID: "a", Address: raft.ServerAddress(a.Addr().String())},
 			}}).Error())
-			require.Eventually(t, func() bool { return leader.State() == raft.Leader }, 5*time.Second, 10*time.Millisecond)
+			require.Eventually(t, func() bool { return leader.State() == raft.Leader }, testWait, 10*time.Millisecond)
 			// A non-voter: the leader commits alone, and only replication
 			// to b goes through the proxy.
 			require.NoError(t, leader.AddNonvoter("b", raft.ServerAddress(front), 0, 0).Error())

@@ -3,118 +3,26 @@ package rafthttp_test
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rafthttp/rafthttp"
-	"github.com/rafthttp/rafthttp/internal/clustertest"
 )
-
-// ed101 is a rafthttp 101 that takes early data of up to 100 bytes: less
-// than a Handler's limit, so that tests see the Layer keep to the peer's.
-const ed101 = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nConnection: Upgrade\r\nRafthttp-Body-Max: 100\r\n\r\n"
-
-// edRequest is an upgrade request as a raw peer read it.
-type edRequest struct {
-	line string
-	// announced is the Rafthttp-Body header ("" without one), length the
-	// Content-Length header.
-	announced, length string
-	body              string
-}
-
-// eager reports whether the request came from a dial that waits for the
-// 101: one that announced no early data.
-func (r edRequest) eager() bool { return r.length == "" }
-
-// edPeer starts a raw peer that reads each connection's upgrade request,
-// body included, delivers it on the returned channel, and then lets answer
-// (given the connection's number, from 0) write the answer and serve.
-func edPeer(t *testing.T, answer func(i int, conn net.Conn, reader *bufio.Reader)) (string, <-chan edRequest) {
-	t.Helper()
-	requests := make(chan edRequest, 16)
-	var count atomic.Int64
-	addr := dlRawPeer(t, func(conn net.Conn) {
-		i := int(count.Add(1) - 1)
-		reader, line, header, err := dlReadHead(conn)
-		if err != nil {
-			return
-		}
-		request := edRequest{line: line, announced: header.Get("Rafthttp-Body"), length: header.Get("Content-Length")}
-		if n, err := strconv.Atoi(request.length); err == nil {
-			body := make([]byte, n)
-			if _, err := io.ReadFull(reader, body); err != nil {
-				return
-			}
-			request.body = string(body)
-		}
-		requests <- request
-		answer(i, conn, reader)
-	})
-	return addr, requests
-}
-
-// edEcho answers with ed101 and echoes what follows.
-func edEcho(_ int, conn net.Conn, reader *bufio.Reader) {
-	if _, err := io.WriteString(conn, ed101); err == nil {
-		io.Copy(conn, reader)
-	}
-}
-
-// edLayer returns a Layer that dials the default way, learning early data.
-func edLayer(t *testing.T, config rafthttp.LayerConfig) *rafthttp.Layer {
-	t.Helper()
-	logger := clustertest.DebugLogger(t, "layer")
-	config.Path = "/raft"
-	config.Addr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
-	config.Handler = rafthttp.NewHandlerWithLogger(logger)
-	config.Logger = logger
-	layer, err := rafthttp.NewLayerWithConfig(config)
-	require.NoError(t, err)
-	t.Cleanup(func() { layer.Close() })
-	return layer
-}
-
-// edLearned returns a default Layer that has dialed the edPeer at addr
-// once, and so learned whether it takes early data.
-func edLearned(t *testing.T, addr string, requests <-chan edRequest) *rafthttp.Layer {
-	t.Helper()
-	layer := edLayer(t, rafthttp.LayerConfig{})
-	edDial(t, layer, addr, testWait)
-	receive(t, requests, "the request that learns")
-	return layer
-}
-
-// edDial dials addr and registers the conn to be closed.
-func edDial(t *testing.T, layer *rafthttp.Layer, addr string, timeout time.Duration) net.Conn {
-	t.Helper()
-	conn, err := layer.Dial(raft.ServerAddress(addr), timeout)
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
-// edRoundTrip writes out on conn and reads back len(want) bytes.
-func edRoundTrip(t *testing.T, conn net.Conn, out, want string) {
-	t.Helper()
-	_, err := io.WriteString(conn, out)
-	require.NoError(t, err)
-	got := make([]byte, len(want))
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(testWait)))
-	_, err = io.ReadFull(conn, got)
-	require.NoError(t, err)
-	assert.Equal(t, want, string(got))
-}
 
 // TestEarlyDataLearned checks the Layer's side of early data: the first dial
 // to a peer announces none and waits for the 101, which tells the limit;
@@ -123,32 +31,29 @@ func edRoundTrip(t *testing.T, conn net.Conn, out, want string) {
 // 101.
 func TestEarlyDataLearned(t *testing.T) {
 	t.Parallel()
-	addr, requests := edPeer(t, edEcho)
-	layer := edLayer(t, rafthttp.LayerConfig{})
+	addr, requests := upgradePeer(t, echoEarly)
+	layer := newLayer(t, rafthttp.LayerConfig{})
 
-	first := edDial(t, layer, addr, testWait)
+	first := dialConn(t, layer, addr, testWait)
 	request := receive(t, requests, "the first request")
 	assert.Equal(t, "GET /raft HTTP/1.1", request.line)
 	assert.Equal(t, "0", request.announced, "a rafthttp dial asks whether the peer takes early data")
 	assert.True(t, request.eager(), "the first dial sends no body")
-	edRoundTrip(t, first, "after the 101", "after the 101")
+	roundTrip(t, first, "after the 101", "after the 101")
 
-	second := edDial(t, layer, addr, testWait)
-	select {
-	case request := <-requests:
-		t.Fatalf("the dial sent its request before the first write: %+v", request)
-	case <-time.After(50 * time.Millisecond):
-	}
-	edRoundTrip(t, second, "hello", "")
+	second := dialConn(t, layer, addr, testWait)
+	roundTrip(t, second, "hello", "")
+	// The next request the peer read carries the first write: a request
+	// sent before it, however late, would have had no body.
 	request = receive(t, requests, "the second request")
-	assert.Equal(t, edRequest{line: "GET /raft HTTP/1.1", announced: "5", length: "5", body: "hello"}, request)
-	edRoundTrip(t, second, "more", "more")
+	assert.Equal(t, peerRequest{line: "GET /raft HTTP/1.1", announced: "5", length: "5", body: "hello"}, request.withoutHeader())
+	roundTrip(t, second, "more", "more")
 
 	// More than the peer takes: the body holds its limit, the rest follows
 	// the 101 on the same Write.
-	third := edDial(t, layer, addr, testWait)
+	third := dialConn(t, layer, addr, testWait)
 	large := strings.Repeat("0123456789", 25)
-	edRoundTrip(t, third, large, large[100:])
+	roundTrip(t, third, large, large[100:])
 	request = receive(t, requests, "the third request")
 	assert.Equal(t, "100", request.announced)
 	assert.Equal(t, large[:100], request.body)
@@ -158,17 +63,13 @@ func TestEarlyDataLearned(t *testing.T) {
 // early data, as an original node's does not, is always dialed eagerly.
 func TestEarlyDataOriginalPeer(t *testing.T) {
 	t.Parallel()
-	addr, requests := edPeer(t, func(_ int, conn net.Conn, reader *bufio.Reader) {
-		if _, err := io.WriteString(conn, dlOriginal101); err == nil {
-			io.Copy(conn, reader)
-		}
-	})
-	layer := edLayer(t, rafthttp.LayerConfig{})
+	addr, requests := upgradePeer(t, answerThenEcho(original101))
+	layer := newLayer(t, rafthttp.LayerConfig{})
 	for i := range 3 {
-		conn := edDial(t, layer, addr, testWait)
+		conn := dialConn(t, layer, addr, testWait)
 		request := receive(t, requests, "request "+strconv.Itoa(i))
 		assert.True(t, request.eager(), "dial %d sent its request without a body, before returning", i)
-		edRoundTrip(t, conn, "ping", "ping")
+		roundTrip(t, conn, "ping", "ping")
 	}
 }
 
@@ -176,13 +77,13 @@ func TestEarlyDataOriginalPeer(t *testing.T) {
 // every request in the original's form, without even asking.
 func TestEarlyDataEagerHandshake(t *testing.T) {
 	t.Parallel()
-	addr, requests := edPeer(t, edEcho)
-	layer := edLayer(t, rafthttp.LayerConfig{EagerHandshake: true})
+	addr, requests := upgradePeer(t, echoEarly)
+	layer := newLayer(t, rafthttp.LayerConfig{EagerHandshake: true})
 	for i := range 2 {
-		conn := edDial(t, layer, addr, testWait)
+		conn := dialConn(t, layer, addr, testWait)
 		request := receive(t, requests, "request "+strconv.Itoa(i))
-		assert.Equal(t, edRequest{line: "GET /raft HTTP/1.1"}, request, "dial %d", i)
-		edRoundTrip(t, conn, "ping", "ping")
+		assert.Equal(t, peerRequest{line: "GET /raft HTTP/1.1"}, request.withoutHeader(), "dial %d", i)
+		roundTrip(t, conn, "ping", "ping")
 	}
 }
 
@@ -196,40 +97,41 @@ func TestEarlyDataEagerHandshake(t *testing.T) {
 func TestEarlyDataRefusals(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name, answer, step string
-		timeout            bool
-		staysEarly         bool
+		name, answer string
+		step         rafthttp.UpgradeStep
+		timeout      bool
+		staysEarly   bool
 	}{
-		{name: "EOF", answer: "close", step: "read response"},
-		{name: "not HTTP", answer: "SSH-2.0-OpenSSH_9.6\r\n", step: "read response", staysEarly: true},
-		{name: "503", answer: "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 25\r\n\r\nrafthttp: handler closed\n", step: "status", staysEarly: true},
-		{name: "400", answer: "HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\n\r\nbody", step: "status"},
-		{name: "413", answer: "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 4\r\n\r\nbody", step: "status"},
-		{name: "404", answer: "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nbody", step: "status", staysEarly: true},
-		{name: "101 websocket", answer: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", step: "upgrade header"},
-		{name: "101 without confirmation", answer: dlOriginal101 + "raft bytes", step: "upgrade header"},
-		{name: "silent", answer: "wait", step: "read response", timeout: true, staysEarly: true},
-		{name: "101 and data", answer: ed101 + "raft bytes", staysEarly: true},
+		{name: "EOF", answer: "close", step: rafthttp.StepReadResponse},
+		{name: "not HTTP", answer: "SSH-2.0-OpenSSH_9.6\r\n", step: rafthttp.StepReadResponse, staysEarly: true},
+		{name: "503", answer: "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 25\r\n\r\nrafthttp: handler closed\n", step: rafthttp.StepStatus, staysEarly: true},
+		{name: "400", answer: "HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\n\r\nbody", step: rafthttp.StepStatus},
+		{name: "413", answer: "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 4\r\n\r\nbody", step: rafthttp.StepStatus},
+		{name: "404", answer: "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nbody", step: rafthttp.StepStatus, staysEarly: true},
+		{name: "101 websocket", answer: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", step: rafthttp.StepUpgradeHeader},
+		{name: "101 without confirmation", answer: original101 + "raft bytes", step: rafthttp.StepUpgradeHeader},
+		{name: "silent", answer: "wait", step: rafthttp.StepReadResponse, timeout: true, staysEarly: true},
+		{name: "101 and data", answer: peerEarly101 + "raft bytes", staysEarly: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			addr, requests := edPeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
+			addr, requests := upgradePeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
 				switch {
 				case i != 1:
 					// The dial that learns, and the one after the test.
-					edEcho(i, conn, reader)
+					echoEarly(i, conn, reader)
 					return
 				case tt.answer == "close":
 					return
 				case tt.answer != "wait":
 					io.WriteString(conn, tt.answer)
 				}
-				dlAwaitClosed(reader)
+				awaitClosed(reader)
 			})
-			layer := edLearned(t, addr, requests)
+			layer := learnedLayer(t, addr, requests, rafthttp.LayerConfig{})
 
-			conn := edDial(t, layer, addr, 300*time.Millisecond)
+			conn := dialConn(t, layer, addr, 300*time.Millisecond)
 			_, err := io.WriteString(conn, "early")
 			require.NoError(t, err)
 			assert.Equal(t, "early", receive(t, requests, "the request with early data").body)
@@ -241,7 +143,7 @@ func TestEarlyDataRefusals(t *testing.T) {
 				assert.Equal(t, "raft bytes", string(buf[:n]))
 			} else {
 				assert.Zero(t, n)
-				upgradeErr := dlUpgradeError(t, err, addr)
+				upgradeErr := requireUpgradeError(t, err, addr)
 				assert.Equal(t, tt.step, upgradeErr.Step, "error: %v", err)
 				assert.Equal(t, tt.timeout, upgradeErr.Timeout(), "error: %v", err)
 				assert.LessOrEqual(t, strings.Count(err.Error(), "deadline exceeded"), 1, "said once: %v", err)
@@ -252,7 +154,7 @@ func TestEarlyDataRefusals(t *testing.T) {
 				assert.Same(t, err, again, "so does every Write")
 			}
 
-			next := edDial(t, layer, addr, testWait)
+			next := dialConn(t, layer, addr, testWait)
 			_, err = io.WriteString(next, "next")
 			require.NoError(t, err)
 			request := receive(t, requests, "the next request")
@@ -265,21 +167,18 @@ func TestEarlyDataRefusals(t *testing.T) {
 // is a Read sends its request without a body and reads the answer.
 func TestEarlyDataReadFirst(t *testing.T) {
 	t.Parallel()
-	addr, requests := edPeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
+	addr, requests := upgradePeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
 		if i == 0 {
-			edEcho(i, conn, reader)
+			echoEarly(i, conn, reader)
 			return
 		}
-		io.WriteString(conn, ed101+"the peer speaks first")
-		dlAwaitClosed(reader)
+		io.WriteString(conn, peerEarly101+"the peer speaks first")
+		awaitClosed(reader)
 	})
-	layer := edLearned(t, addr, requests)
+	layer := learnedLayer(t, addr, requests, rafthttp.LayerConfig{})
 
-	conn := edDial(t, layer, addr, testWait)
-	got := make([]byte, len("the peer speaks first"))
-	_, err := io.ReadFull(conn, got)
-	require.NoError(t, err)
-	assert.Equal(t, "the peer speaks first", string(got))
+	conn := dialConn(t, layer, addr, testWait)
+	assert.Equal(t, "the peer speaks first", readFull(t, conn, len("the peer speaks first")))
 	request := receive(t, requests, "the request")
 	assert.Equal(t, "0", request.announced)
 	assert.True(t, request.eager())
@@ -288,52 +187,72 @@ func TestEarlyDataReadFirst(t *testing.T) {
 // TestEarlyDataWritesWaitForTheAnswer checks that nothing is written behind
 // the body before the 101 has come back: a proxy may drop such bytes, and
 // after a refusal they must not be sent at all. A second Write, and a Read,
-// wait for the answer; then both go through.
+// wait for the answer; then both go through, or both return the refusal
+// and the peer never sees the Write's bytes.
 func TestEarlyDataWritesWaitForTheAnswer(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	behind := make(chan string, 1)
-	addr, requests := edPeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
-		if i == 0 {
-			edEcho(i, conn, reader)
-			return
-		}
-		// Nothing may arrive behind the body before the 101.
-		conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		if n, _ := reader.Peek(1); len(n) > 0 {
-			behind <- "bytes arrived before the 101"
-			return
-		}
-		conn.SetReadDeadline(time.Now().Add(testWait))
-		<-release
-		io.WriteString(conn, ed101+"answer")
-		second := make([]byte, len("second"))
-		io.ReadFull(reader, second)
-		behind <- string(second)
-		dlAwaitClosed(reader)
-	})
-	layer := edLearned(t, addr, requests)
+	tests := []struct {
+		name   string
+		answer string
+		// refused: the answer is a refusal, which the waiting Write and
+		// Read must both return.
+		refused bool
+	}{
+		{name: "101", answer: peerEarly101 + "answer"},
+		{name: "refused", answer: "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", refused: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			release := make(chan struct{})
+			behind := make(chan readResult, 1)
+			addr, requests := upgradePeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
+				if i == 0 {
+					echoEarly(i, conn, reader)
+					return
+				}
+				select {
+				case <-release:
+				case <-time.After(testWait):
+					return
+				}
+				io.WriteString(conn, tt.answer)
+				// Everything the client sends behind its body, until it
+				// closes: whenever a Write that did not wait sent it, it
+				// is in here.
+				behind <- readToClose(reader)
+			})
+			_, conn, reading := dialEarly(t, addr, requests, "first")
+			written := make(chan error, 1)
+			go func() {
+				_, err := io.WriteString(conn, "second")
+				written <- err
+			}()
+			// The Write reads the answer before it writes: it waits.
+			receive(t, reading, "the second Write to read the answer")
+			read := readAsync(conn, len("answer"))
+			close(release)
 
-	conn := edDial(t, layer, addr, testWait)
-	_, err := io.WriteString(conn, "first")
-	require.NoError(t, err)
-	assert.Equal(t, "first", receive(t, requests, "the request").body)
-	written := make(chan error, 1)
-	go func() {
-		_, err := io.WriteString(conn, "second")
-		written <- err
-	}()
-	read := make(chan string, 1)
-	go func() {
-		got := make([]byte, len("answer"))
-		io.ReadFull(conn, got)
-		read <- string(got)
-	}()
-	dlAssertBlocked(t, written, "a Write before the 101")
-	close(release)
-	require.NoError(t, receive(t, written, "the second Write"))
-	assert.Equal(t, "answer", receive(t, read, "the Read"))
-	assert.Equal(t, "second", receive(t, behind, "the second Write at the peer"))
+			writeErr := receive(t, written, "the second Write")
+			r := receive(t, read, "the Read")
+			if tt.refused {
+				upgradeErr := requireUpgradeError(t, writeErr, addr)
+				assert.Equal(t, rafthttp.StepStatus, upgradeErr.Step)
+				assert.Same(t, writeErr, r.err, "the Read returns the refusal too")
+				peer := receive(t, behind, "the peer to see the client close")
+				require.NoError(t, peer.err, "the client closes the refused connection")
+				assert.Empty(t, peer.data, "bytes written behind the body reached the peer")
+				return
+			}
+			require.NoError(t, writeErr)
+			require.NoError(t, r.err)
+			assert.Equal(t, "answer", r.data)
+			require.NoError(t, conn.Close())
+			peer := receive(t, behind, "the second Write at the peer")
+			require.NoError(t, peer.err)
+			assert.Equal(t, "second", peer.data, "exactly the second Write follows the body")
+		})
+	}
 }
 
 // TestEarlyDataDeadlines checks the deadlines of a dial with early data:
@@ -341,18 +260,20 @@ func TestEarlyDataWritesWaitForTheAnswer(t *testing.T) {
 // lifted once the connection is upgraded.
 func TestEarlyDataDeadlines(t *testing.T) {
 	t.Parallel()
-	addr, requests := edPeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
+	addr, requests := upgradePeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
 		if i == 2 {
 			// Silent: only a deadline ends the wait.
-			dlAwaitClosed(reader)
+			awaitClosed(reader)
 			return
 		}
-		edEcho(i, conn, reader)
+		echoEarly(i, conn, reader)
 	})
-	layer := edLearned(t, addr, requests)
+	layer := learnedLayer(t, addr, requests, rafthttp.LayerConfig{})
 
 	t.Run("lifted", func(t *testing.T) {
-		conn := edDial(t, layer, addr, 50*time.Millisecond)
+		const timeout = 50 * time.Millisecond
+		conn := dialConn(t, layer, addr, timeout)
+		dialed := time.Now()
 		_, err := io.WriteString(conn, "a")
 		require.NoError(t, err)
 		// The second Write waits for the 101; the peer echoes it.
@@ -361,7 +282,9 @@ func TestEarlyDataDeadlines(t *testing.T) {
 		got := make([]byte, 1)
 		_, err = io.ReadFull(conn, got)
 		require.NoError(t, err)
-		<-time.After(100 * time.Millisecond) // past the dial's deadline
+		// The dial's deadline fell before dialed+timeout: left on the
+		// conn, it fails the Write and the Read below at once.
+		waitPast(dialed.Add(2 * timeout))
 		_, err = io.WriteString(conn, "c")
 		require.NoError(t, err, "no write deadline is left")
 		_, err = io.ReadFull(conn, got)
@@ -369,13 +292,13 @@ func TestEarlyDataDeadlines(t *testing.T) {
 		assert.Equal(t, "c", string(got))
 	})
 	t.Run("caller's", func(t *testing.T) {
-		conn := edDial(t, layer, addr, testWait)
+		conn := dialConn(t, layer, addr, testWait)
 		_, err := io.WriteString(conn, "a")
 		require.NoError(t, err)
 		require.NoError(t, conn.SetReadDeadline(time.Now().Add(100*time.Millisecond)))
 		start := time.Now()
 		_, err = conn.Read(make([]byte, 1))
-		upgradeErr := dlUpgradeError(t, err, addr)
+		upgradeErr := requireUpgradeError(t, err, addr)
 		assert.True(t, upgradeErr.Timeout(), "error: %v", err)
 		assert.Less(t, time.Since(start), testWait/2, "the caller's deadline, not the dial's")
 	})
@@ -390,17 +313,15 @@ func TestEarlyDataDeadlines(t *testing.T) {
 // and dials the peer eagerly from then on.
 func TestEarlyDataOriginalTakesTheAddress(t *testing.T) {
 	t.Parallel()
-	const learnedMax = 4096
-	learn101 := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nConnection: Upgrade\r\nRafthttp-Body-Max: " + strconv.Itoa(learnedMax) + "\r\n\r\n"
-	seen := make(chan string, 1)
+	seen := make(chan readResult, 1)
 	var count atomic.Int64
-	addr := dlRawPeer(t, func(conn net.Conn) {
+	addr := rawPeer(t, func(conn net.Conn) {
 		if count.Add(1) == 1 {
 			// The rafthttp node the Layer learns from.
-			reader, _, _, err := dlReadHead(conn)
+			reader, _, _, err := readHead(conn)
 			if err == nil {
-				io.WriteString(conn, learn101)
-				dlAwaitClosed(reader)
+				io.WriteString(conn, handlerEarly101)
+				awaitClosed(reader)
 			}
 			return
 		}
@@ -408,20 +329,20 @@ func TestEarlyDataOriginalTakesTheAddress(t *testing.T) {
 		if _, err := http.ReadRequest(bufio.NewReaderSize(conn, 4096)); err != nil {
 			return
 		}
-		io.WriteString(conn, dlOriginal101)
-		// What its raft reads.
-		conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		got, _ := io.ReadAll(conn)
-		seen <- string(got)
+		io.WriteString(conn, original101)
+		// What its raft reads, until the Layer closes the connection.
+		seen <- readToClose(conn)
 	})
-	layer := edLayer(t, rafthttp.LayerConfig{})
-	edDial(t, layer, addr, testWait)
+	layer := newLayer(t, rafthttp.LayerConfig{})
+	dialConn(t, layer, addr, testWait)
 
-	conn := edDial(t, layer, addr, testWait)
+	conn := dialConn(t, layer, addr, testWait)
 	_, err := conn.Write(bytes.Repeat([]byte("r"), 3000))
-	upgradeErr := dlUpgradeError(t, err, addr)
-	assert.Equal(t, "upgrade header", upgradeErr.Step, "error: %v", err)
-	assert.Empty(t, receive(t, seen, "what the original's raft read"))
+	upgradeErr := requireUpgradeError(t, err, addr)
+	assert.Equal(t, rafthttp.StepUpgradeHeader, upgradeErr.Step, "error: %v", err)
+	read := receive(t, seen, "the Layer to close its connection to the original node")
+	require.NoError(t, read.err, "the Layer left the failed connection open")
+	assert.Empty(t, read.data, "the original's raft read bytes of the write")
 
 	eager, err := layer.Dial(raft.ServerAddress(addr), testWait)
 	require.NoError(t, err, "an eager dial takes the plain 101")
@@ -433,31 +354,249 @@ func TestEarlyDataOriginalTakesTheAddress(t *testing.T) {
 // and is not held against the peer: the next dial still sends early data.
 func TestEarlyDataCloseDuringHandshake(t *testing.T) {
 	t.Parallel()
-	addr, requests := edPeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
+	addr, requests := upgradePeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
 		if i == 1 {
-			dlAwaitClosed(reader) // silent
+			awaitClosed(reader) // silent
 			return
 		}
-		edEcho(i, conn, reader)
+		echoEarly(i, conn, reader)
 	})
-	layer := edLearned(t, addr, requests)
-
-	conn := edDial(t, layer, addr, testWait)
-	_, err := io.WriteString(conn, "early")
-	require.NoError(t, err)
-	receive(t, requests, "the request with early data")
+	layer, conn, reading := dialEarly(t, addr, requests, "early")
 	read := make(chan error, 1)
 	go func() {
 		_, err := conn.Read(make([]byte, 1))
 		read <- err
 	}()
-	dlAssertBlocked(t, read, "a Read waiting for the 101")
+	receive(t, reading, "the Read to wait for the 101")
 	require.NoError(t, conn.Close())
-	err = receive(t, read, "the Read")
-	assert.ErrorIs(t, err, net.ErrClosed)
+	assert.ErrorIs(t, receive(t, read, "the Read"), net.ErrClosed)
 
-	next := edDial(t, layer, addr, testWait)
-	_, err = io.WriteString(next, "next")
-	require.NoError(t, err)
+	next := dialConn(t, layer, addr, testWait)
+	write(t, next, "next")
 	assert.Equal(t, "next", receive(t, requests, "the next request").body)
+}
+
+// learnedThenSilent starts a peer whose first connection answers with a
+// 101 offering early data, and whose later connections read the request
+// and then answer nothing but prefix, and returns a Layer that has learned
+// that the peer takes early data.
+func learnedThenSilent(t *testing.T, prefix string) (string, *rafthttp.Layer) {
+	t.Helper()
+	addr, requests := upgradePeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
+		if i == 0 {
+			echoEarly(i, conn, reader)
+			return
+		}
+		io.WriteString(conn, prefix)
+		awaitClosed(reader)
+	})
+	// requests has room for every later request: nobody needs to read it.
+	return addr, learnedLayer(t, addr, requests, rafthttp.LayerConfig{})
+}
+
+// requireTimeout asserts that err reports a timeout the way a net.Conn
+// does.
+func requireTimeout(t *testing.T, err error) {
+	t.Helper()
+	require.Error(t, err)
+	var netErr net.Error
+	require.ErrorAs(t, err, &netErr, "error: %v", err)
+	assert.True(t, netErr.Timeout(), "Timeout() of %v", err)
+}
+
+// TestLazyConnHonoursItsOwnDeadline checks that a call waiting for the 101
+// of an early-data dial ends at the deadline of its own direction: a Write
+// with more to send than the request holds at the write deadline, a Read
+// at the read deadline, even when the dial itself set none.
+func TestLazyConnHonoursItsOwnDeadline(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		wait  func(conn net.Conn) error
+		write bool
+	}{
+		{name: "write", write: true, wait: func(conn net.Conn) error {
+			_, err := conn.Write(make([]byte, 1000)) // more than the peer's 100 of early data
+			return err
+		}},
+		{name: "read", wait: func(conn net.Conn) error {
+			_, err := conn.Read(make([]byte, 10))
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			addr, layer := learnedThenSilent(t, "")
+			conn, err := layer.DialContext(context.Background(), raft.ServerAddress(addr))
+			require.NoError(t, err)
+			defer conn.Close()
+			if tt.write {
+				require.NoError(t, conn.SetWriteDeadline(time.Now().Add(100*time.Millisecond)))
+			} else {
+				require.NoError(t, conn.SetReadDeadline(time.Now().Add(100*time.Millisecond)))
+			}
+			done := make(chan error, 1)
+			go func() { done <- tt.wait(conn) }()
+			requireTimeout(t, receive(t, done, "the call to end at its deadline"))
+		})
+	}
+}
+
+// TestLazyConnWaitersHonourTheirDeadlines checks that a Read waiting for
+// the 101 that a Write is reading ends at the read deadline, without
+// failing the Write's upgrade, and that a deadline set while a call waits
+// applies to it.
+func TestLazyConnWaitersHonourTheirDeadlines(t *testing.T) {
+	t.Parallel()
+	answer := make(chan struct{})
+	addr, requests := upgradePeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
+		if i > 0 {
+			<-answer
+		}
+		echoEarly(i, conn, reader)
+	})
+	layer := learnedLayer(t, addr, requests, rafthttp.LayerConfig{})
+	conn, err := layer.DialContext(context.Background(), raft.ServerAddress(addr))
+	require.NoError(t, err)
+	defer conn.Close()
+
+	// The Write sends the request with 100 bytes and waits for the 101 to
+	// send the rest.
+	payload := strings.Repeat("w", 300)
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(conn, payload)
+		wrote <- err
+	}()
+	request := receive(t, requests, "the request")
+	require.Equal(t, payload[:len(request.body)], request.body)
+
+	// A Read without a deadline waits; setting one while it waits ends it.
+	read := make(chan error, 1)
+	go func() {
+		_, err := conn.Read(make([]byte, 1))
+		read <- err
+	}()
+	require.Eventually(t, func() bool {
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+		select {
+		case err := <-read:
+			requireTimeout(t, err)
+			return true
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	}, testWait, time.Millisecond)
+
+	// The Write's upgrade goes on, and completes once the peer answers.
+	require.NoError(t, conn.SetReadDeadline(time.Time{}))
+	close(answer)
+	require.NoError(t, receive(t, wrote, "the Write to finish after the 101"))
+	// The peer echoes what follows the body.
+	rest := payload[len(request.body):]
+	got := make([]byte, len(rest))
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(testWait)))
+	_, err = io.ReadFull(conn, got)
+	require.NoError(t, err)
+	assert.Equal(t, rest, string(got))
+}
+
+// TestDialTimeoutMidHeaderIsATimeout checks that a deadline falling inside
+// a header line of the 101 is reported as a timeout, by an eager dial and
+// by the first Read of an early-data one alike.
+func TestDialTimeoutMidHeaderIsATimeout(t *testing.T) {
+	t.Parallel()
+	const partial = "HTTP/1.1 101 Switching Protocols\r\nUpgra"
+	for _, eager := range []bool{true, false} {
+		name := map[bool]string{true: "eager", false: "early data"}[eager]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			addr, layer := learnedThenSilent(t, partial)
+			if eager {
+				layer = newLayer(t, rafthttp.LayerConfig{EagerHandshake: true})
+			}
+			conn, err := layer.Dial(raft.ServerAddress(addr), 300*time.Millisecond)
+			if !eager {
+				require.NoError(t, err)
+				defer conn.Close()
+				_, err = conn.Write([]byte("x"))
+				require.NoError(t, err)
+				_, err = conn.Read(make([]byte, 1))
+			}
+			upgradeErr := requireUpgradeError(t, err, addr)
+			assert.Equal(t, rafthttp.StepReadResponse, upgradeErr.Step)
+			assert.True(t, upgradeErr.Timeout(), "Timeout() of %v", err)
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+		})
+	}
+}
+
+// TestEarlyDataFitsOneSegmentOverTLS checks that an upgrade request with
+// early data fits maxEarlyRequest (1,200 bytes) on the wire with TLS's
+// record overhead counted, so that it still travels in one TCP segment,
+// and that raft's bytes arrive whole.
+func TestEarlyDataFitsOneSegmentOverTLS(t *testing.T) {
+	t.Parallel()
+	logger := hclog.NewNullLogger()
+	handler := rafthttp.NewHandlerWithLogger(logger)
+	mux := http.NewServeMux()
+	mux.Handle("/raft", handler)
+	server := httptest.NewUnstartedServer(mux)
+	server.StartTLS()
+	t.Cleanup(server.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(server.Certificate())
+
+	conns := make(chan *recordingConn, 4)
+	dial := func(addr string, timeout time.Duration) (net.Conn, error) {
+		raw, err := net.DialTimeout("tcp", addr, timeout)
+		if err != nil {
+			return nil, err
+		}
+		counted := newRecordingConn(raw)
+		conn := tls.Client(counted, &tls.Config{RootCAs: roots, ServerName: "example.com", NextProtos: []string{"http/1.1"}})
+		if err := conn.Handshake(); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		counted.takeWrites()
+		conns <- counted
+		return conn, nil
+	}
+	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
+		Path: "/raft", Addr: server.Listener.Addr(), Handler: handler, Dial: dial, Logger: logger,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { layer.Close() })
+	addr := raft.ServerAddress(server.Listener.Addr().String())
+
+	// The first dial learns that the peer takes early data.
+	first, err := layer.Dial(addr, testWait)
+	require.NoError(t, err)
+	first.Close()
+	receive(t, conns, "the first connection")
+	accepted, err := layer.Accept()
+	require.NoError(t, err)
+	accepted.Close()
+
+	conn, err := layer.Dial(addr, testWait)
+	require.NoError(t, err)
+	defer conn.Close()
+	counted := receive(t, conns, "the second connection")
+	payload := strings.Repeat("r", 4000)
+	_, err = io.WriteString(conn, payload)
+	require.NoError(t, err)
+	writes := counted.takeWrites()
+	require.NotEmpty(t, writes)
+	assert.LessOrEqual(t, writes[0], 1200, "the request with early data, as a TLS record on the wire")
+
+	accepted, err = layer.Accept()
+	require.NoError(t, err)
+	defer accepted.Close()
+	got := make([]byte, len(payload))
+	require.NoError(t, accepted.SetReadDeadline(time.Now().Add(testWait)))
+	_, err = io.ReadFull(accepted, got)
+	require.NoError(t, err)
+	assert.Equal(t, payload, string(got))
 }

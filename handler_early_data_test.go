@@ -3,10 +3,8 @@ package rafthttp_test
 import (
 	"bufio"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,88 +18,7 @@ import (
 // The Handler's side of early data: an upgrade request whose body holds
 // raft's first bytes. These tests speak raw HTTP to a real Handler, so they
 // see the exact bytes on the wire; early_data_test.go covers the Layer's
-// side. Their helpers are prefixed hed.
-
-// hedBody101 is, byte for byte, the 101 to a request that carried
-// Rafthttp-Body: it confirms the body and states the Handler's limit.
-const hedBody101 = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nConnection: Upgrade\r\nRafthttp-Body-Max: 4096\r\n\r\n"
-
-const (
-	// hedMaxBody is the largest body a Handler takes (Rafthttp-Body-Max).
-	hedMaxBody = 4096
-
-	// hedTimeout is the Handler timeout of the tests that wait it out: it
-	// bounds how long the Handler waits for a body.
-	hedTimeout = 200 * time.Millisecond
-)
-
-// hedData returns n bytes of binary data, the same for the same seed: raft's
-// bytes are not text, and CR LF or NUL in a body must not confuse anyone.
-func hedData(n int, seed byte) string {
-	data := make([]byte, n)
-	rand.NewChaCha8([32]byte{seed}).Read(data)
-	return string(data)
-}
-
-// hedHead is an upgrade request head to server with the extra headers.
-func hedHead(server *hdServer, headers ...string) string {
-	return hdRequestHead(http.MethodGet, server.path, server.addr(),
-		append([]string{"Upgrade: raft", "Connection: Upgrade"}, headers...)...)
-}
-
-// hedAnnounce is what a rafthttp dial sends with a body of n bytes.
-func hedAnnounce(n int) []string {
-	count := strconv.Itoa(n)
-	return []string{"Rafthttp-Body: " + count, "Content-Length: " + count}
-}
-
-// hedUpgradeWith upgrades a new raw connection with an announced body and
-// requires the 101 that confirms it.
-func hedUpgradeWith(t *testing.T, server *hdServer, body string) net.Conn {
-	t.Helper()
-	conn := server.dialRaw(t)
-	hdWrite(t, conn, hedHead(server, hedAnnounce(len(body))...)+body)
-	require.Equal(t, hedBody101, hdReadFull(t, conn, len(hedBody101)))
-	return conn
-}
-
-// hedReadAll reads an accepted connection until the peer closes it, within
-// hdWait.
-func hedReadAll(t *testing.T, conn net.Conn) string {
-	t.Helper()
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(hdWait)))
-	data, err := io.ReadAll(conn)
-	require.NoError(t, err, "read until the peer closes; got %d bytes so far", len(data))
-	return string(data)
-}
-
-// hedRequireSameBytes compares data too long and too binary for a readable
-// diff: it says how long each is and where they first differ.
-func hedRequireSameBytes(t *testing.T, want, got, what string) {
-	t.Helper()
-	if want == got {
-		return
-	}
-	at := 0
-	for at < min(len(want), len(got)) && want[at] == got[at] {
-		at++
-	}
-	t.Fatalf("%s: got %d bytes, want %d; they differ from byte %d on", what, len(got), len(want), at)
-}
-
-// hedRequireNextAccepted upgrades a new connection and requires that it is
-// the next one Accept returns: a refused request that had reached the
-// backlog would come out first, and a backlog slot it kept would leave a
-// Handler with Backlog 1 no room (503). Accept returns connections in the
-// order they were queued, so this is a bounded check with no waiting out.
-func hedRequireNextAccepted(t *testing.T, server *hdServer) {
-	t.Helper()
-	const marker = "first bytes of the upgrade after the refusal"
-	client := hedUpgradeWith(t, server, marker)
-	accepted := server.accept(t)
-	require.Equal(t, marker, hdReadFull(t, accepted, len(marker)), "Accept returned some other connection first")
-	hdExchange(t, client, accepted)
-}
+// side.
 
 // TestHandlerEarlyData101 checks the exact 101: a request with
 // Rafthttp-Body, even announcing no body, is told the Handler reads bodies
@@ -115,23 +32,26 @@ func TestHandlerEarlyData101(t *testing.T) {
 		headers []string
 		want    string
 	}{
-		{name: "Rafthttp-Body 0", headers: []string{"Rafthttp-Body: 0"}, want: hedBody101},
-		{name: "Rafthttp-Body 0 with Content-Length 0", headers: hedAnnounce(0), want: hedBody101},
-		{name: "lower-case header name", headers: []string{"rafthttp-body: 0"}, want: hedBody101},
-		{name: "count between spaces", headers: []string{"Rafthttp-Body:  0 "}, want: hedBody101},
-		{name: "original client", want: hdSwitchingProtocols},
-		{name: "original client with Content-Length 0", headers: []string{"Content-Length: 0"}, want: hdSwitchingProtocols},
+		{name: "Rafthttp-Body 0", headers: []string{"Rafthttp-Body: 0"}, want: handlerEarly101},
+		{name: "Rafthttp-Body 0 with Content-Length 0", headers: announceBody(0), want: handlerEarly101},
+		{name: "lower-case header name", headers: []string{"rafthttp-body: 0"}, want: handlerEarly101},
+		{name: "count between spaces", headers: []string{"Rafthttp-Body:  0 "}, want: handlerEarly101},
+		{name: "original client", want: handler101},
+		{name: "original client with Content-Length 0", headers: []string{"Content-Length: 0"}, want: handler101},
 	}
 	for _, tt := range tests {
 		for _, useTLS := range []bool{false, true} {
-			t.Run(tt.name+"/"+hdTransport(useTLS), func(t *testing.T) {
+			t.Run(tt.name+"/"+transportName(useTLS), func(t *testing.T) {
 				t.Parallel()
-				server := startHDServer(t, hdServerOptions{tls: useTLS})
+				server := startServer(t, serverOptions{tls: useTLS})
 				client := server.dialRaw(t)
-				hdWrite(t, client, hedHead(server, tt.headers...))
-				require.Equal(t, tt.want, hdReadFull(t, client, len(tt.want)))
-				hdRequireSilence(t, client) // nothing after the blank line
-				hdExchange(t, client, server.accept(t))
+				write(t, client, server.upgradeHead(tt.headers...))
+				require.Equal(t, tt.want, readFull(t, client, len(tt.want)))
+				accepted := server.accept(t)
+				// What follows the blank line is raft's: the Handler added
+				// nothing, then or later.
+				transfer(t, accepted, client, "raft's first bytes")
+				exchange(t, client, accepted)
 			})
 		}
 	}
@@ -151,28 +71,28 @@ func TestHandlerEarlyDataDelivered(t *testing.T) {
 		raw  string
 	}{
 		{name: "1 byte", body: "x", raw: "raw bytes behind the body"},
-		{name: "3000 bytes", body: hedData(3000, 1), raw: "raw bytes behind the body"},
-		{name: "4096 bytes", body: hedData(hedMaxBody, 2), raw: "raw bytes behind the body"},
-		{name: "4096 bytes and 10000 raw bytes", body: hedData(hedMaxBody, 3), raw: hedData(10000, 4)},
-		{name: "3000 bytes and no raw bytes", body: hedData(3000, 5)},
+		{name: "3000 bytes", body: randomBytes(3000, 1), raw: "raw bytes behind the body"},
+		{name: "4096 bytes", body: randomBytes(maxEarlyData, 2), raw: "raw bytes behind the body"},
+		{name: "4096 bytes and 10000 raw bytes", body: randomBytes(maxEarlyData, 3), raw: randomBytes(10000, 4)},
+		{name: "3000 bytes and no raw bytes", body: randomBytes(3000, 5)},
 		{name: "no body and raw bytes", raw: "raw bytes behind a head announcing 0"},
 	}
 	for _, tt := range tests {
 		for _, useTLS := range []bool{false, true} {
-			t.Run(tt.name+"/"+hdTransport(useTLS), func(t *testing.T) {
+			t.Run(tt.name+"/"+transportName(useTLS), func(t *testing.T) {
 				t.Parallel()
-				server := startHDServer(t, hdServerOptions{tls: useTLS})
+				server := startServer(t, serverOptions{tls: useTLS})
 				client := server.dialRaw(t)
-				hdWrite(t, client, hedHead(server, hedAnnounce(len(tt.body))...)+tt.body+tt.raw)
-				require.Equal(t, hedBody101, hdReadFull(t, client, len(hedBody101)))
+				write(t, client, server.upgradeHead(announceBody(len(tt.body))...)+tt.body+tt.raw)
+				require.Equal(t, handlerEarly101, readFull(t, client, len(handlerEarly101)))
 				const later = "written after the 101"
-				hdWrite(t, client, later)
+				write(t, client, later)
 
 				accepted := server.accept(t)
-				hdTransfer(t, accepted, client, "the other way")
+				transfer(t, accepted, client, "the other way")
 				require.NoError(t, client.Close())
-				got := hedReadAll(t, accepted)
-				hedRequireSameBytes(t, tt.body+tt.raw+later, got, "what raft read")
+				got := readUntilClosed(t, accepted)
+				requireSameBytes(t, tt.body+tt.raw+later, got, "what raft read")
 			})
 		}
 	}
@@ -184,7 +104,7 @@ func TestHandlerEarlyDataDelivered(t *testing.T) {
 // and raft reads it whole.
 func TestHandlerEarlyDataSlowBody(t *testing.T) {
 	t.Parallel()
-	body := hedData(3000, 6)
+	body := randomBytes(3000, 6)
 	tests := []struct {
 		name string
 		// pieces, written one at a time after the head, make up the body.
@@ -198,25 +118,38 @@ func TestHandlerEarlyDataSlowBody(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for _, useTLS := range []bool{false, true} {
-			t.Run(tt.name+"/"+hdTransport(useTLS), func(t *testing.T) {
+			t.Run(tt.name+"/"+transportName(useTLS), func(t *testing.T) {
 				t.Parallel()
-				tracker := newHDTracker()
-				server := startHDServer(t, hdServerOptions{tls: useTLS, wrap: tracker.wrap})
+				tracker := newRequestTracker()
+				server := startServer(t, serverOptions{tls: useTLS, wrap: tracker.wrap, recordWire: true})
 				client := server.dialRaw(t)
-				hdWrite(t, client, hedHead(server, hedAnnounce(len(body))...)+tt.withHead)
+				// Any TLS handshake is over: from here the server has
+				// nothing to say before it has read the whole body.
+				sending := server.wire.mark()
+				write(t, client, server.upgradeHead(announceBody(len(body))...)+tt.withHead)
 				receive(t, tracker.entered, "the request to reach the Handler")
 				for _, piece := range tt.pieces {
-					hdRequireSilence(t, client) // no answer before the whole body
-					hdWrite(t, client, piece)
+					// The server reads each piece apart.
+					read := server.wire.readFrom(client)
+					write(t, client, piece)
+					server.wire.awaitRead(t, client, read)
 				}
-				require.Equal(t, hedBody101, hdReadFull(t, client, len(hedBody101)))
+				require.Equal(t, handlerEarly101, readFull(t, client, len(handlerEarly101)))
+				// The client has sent nothing since the body: the answer
+				// was written by a server that had read all of it.
+				sent := server.wire.readFrom(client)
+				for _, w := range server.wire.writesTo(client) {
+					if w.marks >= sending {
+						require.Equal(t, sent, w.read, "the Handler answered having read %d of the %d bytes sent", w.read, sent)
+					}
+				}
 				const later = "written after the 101"
-				hdWrite(t, client, later)
+				write(t, client, later)
 
 				accepted := server.accept(t)
 				require.NoError(t, client.Close())
-				got := hedReadAll(t, accepted)
-				hedRequireSameBytes(t, body+later, got, "what raft read")
+				got := readUntilClosed(t, accepted)
+				requireSameBytes(t, body+later, got, "what raft read")
 			})
 		}
 	}
@@ -270,7 +203,7 @@ func TestHandlerEarlyDataRefused(t *testing.T) {
 			wantStatus: http.StatusLengthRequired, wantReason: "Content-Length",
 		},
 		{
-			name: "4097 bytes", headers: hedAnnounce(hedMaxBody + 1), body: hedData(hedMaxBody+1, 7),
+			name: "4097 bytes", headers: announceBody(maxEarlyData + 1), body: randomBytes(maxEarlyData+1, 7),
 			wantStatus: http.StatusRequestEntityTooLarge, wantReason: "at most 4096",
 		},
 		{
@@ -285,23 +218,23 @@ func TestHandlerEarlyDataRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			server := startHDServer(t, hdServerOptions{config: rafthttp.HandlerConfig{Backlog: 1, Timeout: hdLong}})
+			server := startServer(t, serverOptions{config: rafthttp.HandlerConfig{Backlog: 1, Timeout: longTimeout}})
 			const waiting = "the connection that fills the backlog"
-			filler := hedUpgradeWith(t, server, waiting)
+			filler := server.upgradeWithBody(t, waiting)
 
 			refused := server.dialRaw(t)
-			hdWrite(t, refused, hedHead(server, tt.headers...)+tt.body)
+			write(t, refused, server.upgradeHead(tt.headers...)+tt.body)
 			// A 101 first would be read as the response and fail the status.
-			response := hdReadResponse(t, bufio.NewReader(refused), http.MethodGet)
+			response := readResponse(t, bufio.NewReader(refused), http.MethodGet)
 			require.Equal(t, tt.wantStatus, response.status, "body: %s", response.body)
-			hdRequirePlainText(t, response)
+			requirePlainText(t, response)
 			assert.Contains(t, response.body, tt.wantReason)
 
 			// The backlog holds the filler and nothing else.
 			accepted := server.accept(t)
-			require.Equal(t, waiting, hdReadFull(t, accepted, len(waiting)))
-			hdExchange(t, filler, accepted)
-			hedRequireNextAccepted(t, server)
+			require.Equal(t, waiting, readFull(t, accepted, len(waiting)))
+			exchange(t, filler, accepted)
+			server.requireNextAccepted(t)
 		})
 	}
 }
@@ -332,14 +265,14 @@ func TestHandlerEarlyDataIncompleteBody(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tracker := newHDTracker()
-			server := startHDServer(t, hdServerOptions{
-				config: rafthttp.HandlerConfig{Backlog: 1, Timeout: hedTimeout},
+			tracker := newRequestTracker()
+			server := startServer(t, serverOptions{
+				config: rafthttp.HandlerConfig{Backlog: 1, Timeout: shortTimeout},
 				wrap:   tracker.wrap,
 			})
 			client := server.dialRaw(t)
 			start := time.Now()
-			hdWrite(t, client, hedHead(server, hedAnnounce(announced)...)+hedData(tt.sent, 8))
+			write(t, client, server.upgradeHead(announceBody(announced)...)+randomBytes(tt.sent, 8))
 			receive(t, tracker.entered, "the request to reach the Handler")
 			switch tt.end {
 			case "half-close":
@@ -348,17 +281,17 @@ func TestHandlerEarlyDataIncompleteBody(t *testing.T) {
 				require.NoError(t, client.Close())
 			}
 			if tt.end != "close" {
-				raw := hdReadUntilClosed(t, client)
+				raw := readUntilClosed(t, client)
 				require.True(t, strings.HasPrefix(raw, "HTTP/1.1 400 "), "want a 400 and nothing before it, got %q", raw)
-				response := hdReadResponse(t, bufio.NewReader(strings.NewReader(raw)), http.MethodGet)
-				hdRequirePlainText(t, response)
+				response := readResponse(t, bufio.NewReader(strings.NewReader(raw)), http.MethodGet)
+				requirePlainText(t, response)
 				assert.Contains(t, response.body, "reading the raft data")
 			}
 			if tt.end == "stall" {
-				require.GreaterOrEqual(t, time.Since(start), hedTimeout, "refused before the Handler's timeout")
+				require.GreaterOrEqual(t, time.Since(start), shortTimeout, "refused before the Handler's timeout")
 			}
 			receive(t, tracker.left, "the Handler to give up on the body")
-			hedRequireNextAccepted(t, server)
+			server.requireNextAccepted(t)
 		})
 	}
 }
@@ -375,17 +308,17 @@ func TestHandlerEarlyDataRefusalWithBodyLeft(t *testing.T) {
 		headers []string
 		status  string
 	}{
-		{name: "backlog full", headers: hedAnnounce(3), status: "503"},
+		{name: "backlog full", headers: announceBody(3), status: "503"},
 		{name: "length mismatch", headers: []string{"Rafthttp-Body: 10", "Content-Length: 5"}, status: "400"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			server := startHDServer(t, hdServerOptions{config: rafthttp.HandlerConfig{Backlog: 1, Timeout: hedTimeout}})
+			server := startServer(t, serverOptions{config: rafthttp.HandlerConfig{Backlog: 1, Timeout: shortTimeout}})
 			server.upgrade(t) // fills the backlog: nobody accepts
 			client := server.dialRaw(t)
-			hdWrite(t, client, hedHead(server, tt.headers...)+"abc")
-			raw := hdReadUntilClosed(t, client)
+			write(t, client, server.upgradeHead(tt.headers...)+"abc")
+			raw := readUntilClosed(t, client)
 			require.True(t, strings.HasPrefix(raw, "HTTP/1.1 "+tt.status+" "), "want a %s, got %q", tt.status, raw)
 			assert.Contains(t, raw, "Connection: close")
 		})
@@ -397,17 +330,17 @@ func TestHandlerEarlyDataRefusalWithBodyLeft(t *testing.T) {
 // never sent a 101 that would confirm a body raft will not read.
 func TestHandlerEarlyDataClose(t *testing.T) {
 	t.Parallel()
-	tracker := newHDTracker()
-	server := startHDServer(t, hdServerOptions{
+	tracker := newRequestTracker()
+	server := startServer(t, serverOptions{
 		config: rafthttp.HandlerConfig{Timeout: time.Minute},
 		wrap:   tracker.wrap,
 	})
 	client := server.dialRaw(t)
-	hdWrite(t, client, hedHead(server, hedAnnounce(10)...)+"abc")
+	write(t, client, server.upgradeHead(announceBody(10)...)+"abc")
 	receive(t, tracker.entered, "the request to reach the Handler")
 	server.handler.Close()
 	receive(t, tracker.left, "the Handler to give up on the body")
-	raw := hdReadUntilClosed(t, client)
+	raw := readUntilClosed(t, client)
 	require.True(t, strings.HasPrefix(raw, "HTTP/1.1 503 "), "want a 503, got %q", raw)
 	assert.Contains(t, raw, "handler closed")
 }
@@ -417,15 +350,15 @@ func TestHandlerEarlyDataClose(t *testing.T) {
 // for it: with a backlog of one, another upgrade goes through meanwhile.
 func TestHandlerEarlyDataStalledBodyHoldsNoSlot(t *testing.T) {
 	t.Parallel()
-	tracker := newHDTracker()
-	server := startHDServer(t, hdServerOptions{
+	tracker := newRequestTracker()
+	server := startServer(t, serverOptions{
 		config: rafthttp.HandlerConfig{Backlog: 1, Timeout: time.Minute},
 		wrap:   tracker.wrap,
 	})
 	stalled := server.dialRaw(t)
-	hdWrite(t, stalled, hedHead(server, hedAnnounce(10)...)+"abc")
+	write(t, stalled, server.upgradeHead(announceBody(10)...)+"abc")
 	receive(t, tracker.entered, "the stalled request to reach the Handler")
-	hedRequireNextAccepted(t, server)
+	server.requireNextAccepted(t)
 }
 
 // TestHandlerEarlyDataBacklogFull runs a Layer's dial with early data
@@ -434,18 +367,18 @@ func TestHandlerEarlyDataStalledBodyHoldsNoSlot(t *testing.T) {
 // Read returns as an *UpgradeError with the StatusError, never as data.
 func TestHandlerEarlyDataBacklogFull(t *testing.T) {
 	t.Parallel()
-	server := startHDServer(t, hdServerOptions{config: rafthttp.HandlerConfig{Backlog: 1, Timeout: hedTimeout}})
-	client := edLayer(t, rafthttp.LayerConfig{})
+	server := startServer(t, serverOptions{config: rafthttp.HandlerConfig{Backlog: 1, Timeout: shortTimeout}})
+	client := newLayer(t, rafthttp.LayerConfig{})
 	// The first dial learns, and fills the backlog: nobody accepts.
-	edDial(t, client, server.addr(), testWait)
+	dialConn(t, client, server.addr(), testWait)
 
-	conn := edDial(t, client, server.addr(), testWait)
+	conn := dialConn(t, client, server.addr(), testWait)
 	_, err := io.WriteString(conn, "early")
 	require.NoError(t, err)
 	n, err := conn.Read(make([]byte, 16))
 	assert.Zero(t, n)
-	upgradeErr := dlUpgradeError(t, err, server.addr())
-	assert.Equal(t, "status", upgradeErr.Step)
+	upgradeErr := requireUpgradeError(t, err, server.addr())
+	assert.Equal(t, rafthttp.StepStatus, upgradeErr.Step)
 	var statusErr *rafthttp.StatusError
 	require.ErrorAs(t, err, &statusErr)
 	assert.Equal(t, http.StatusServiceUnavailable, statusErr.StatusCode)

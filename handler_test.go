@@ -2,23 +2,16 @@ package rafthttp_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,415 +23,6 @@ import (
 	"github.com/rafthttp/rafthttp"
 	"github.com/rafthttp/rafthttp/raftmembership"
 )
-
-// hdSwitchingProtocols is, byte for byte, what a peer must read when its
-// upgrade is accepted.
-const hdSwitchingProtocols = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nConnection: Upgrade\r\n\r\n"
-
-const (
-	// hdPath is where these tests mount the Handler.
-	hdPath = "/raft"
-
-	// hdWait bounds every wait that should end. It is generous for
-	// a loaded machine under -race, yet half of DefaultTimeout, so a Handler
-	// that waits out its default instead of honouring a bound fails.
-	hdWait = 5 * time.Second
-
-	// hdShort is a Handler timeout short enough to wait out.
-	hdShort = 100 * time.Millisecond
-
-	// hdLong is a Handler timeout no test waits out: an answer
-	// that arrives within hdWait was caused by something else.
-	hdLong = time.Minute
-)
-
-// hdLogs collects a Handler's log output and copies it to t.Log while
-// the test runs; output after the test ended, from a connection goroutine
-// that outlived it, is kept but not passed to t.Log, which would panic.
-type hdLogs struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-	buf  bytes.Buffer
-}
-
-func (l *hdLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
-	if !l.done {
-		l.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (l *hdLogs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// jsonLines parses the logs of a logger created with JSON output.
-func (l *hdLogs) jsonLines() []map[string]any {
-	var lines []map[string]any
-	for line := range strings.SplitSeq(l.String(), "\n") {
-		var fields map[string]any
-		if json.Unmarshal([]byte(line), &fields) == nil {
-			lines = append(lines, fields)
-		}
-	}
-	return lines
-}
-
-func newHDLogger(t testing.TB, jsonFormat bool) (hclog.Logger, *hdLogs) {
-	logs := &hdLogs{t: t}
-	t.Cleanup(func() {
-		logs.mu.Lock()
-		logs.done = true
-		logs.mu.Unlock()
-	})
-	logger := hclog.New(&hclog.LoggerOptions{
-		Name: "rafthttp", Output: logs, Level: hclog.Debug, JSONFormat: jsonFormat,
-	})
-	return logger, logs
-}
-
-type hdServerOptions struct {
-	// config configures the Handler; a nil Logger logs to the test.
-	config rafthttp.HandlerConfig
-	// handler, if set, is used instead of one built from config.
-	handler *rafthttp.Handler
-	// path is where the Handler is mounted; empty means hdPath.
-	path string
-	// tls serves TLS instead of plain HTTP.
-	tls bool
-	// wrap, if set, wraps the server's root handler (middleware).
-	wrap func(http.Handler) http.Handler
-	// configure, if set, adjusts the http.Server before it starts.
-	configure func(*http.Server)
-	// jsonLogs makes the default logger write JSON lines.
-	jsonLogs bool
-}
-
-// hdServer is a loopback HTTP server with a Handler mounted on a
-// ServeMux and the Layer that accepts its upgraded connections.
-type hdServer struct {
-	*httptest.Server
-	path    string
-	handler *rafthttp.Handler
-	layer   *rafthttp.Layer
-	logs    *hdLogs
-}
-
-// startHDServer starts a hdServer that is shut down when the test
-// ends: Layer (and with it the Handler) first, so that no request is left
-// waiting, then the HTTP server.
-func startHDServer(t *testing.T, options hdServerOptions) *hdServer {
-	t.Helper()
-	logger, logs := newHDLogger(t, options.jsonLogs)
-	handler := options.handler
-	if handler == nil {
-		config := options.config
-		if config.Logger == nil {
-			config.Logger = logger
-		}
-		handler = rafthttp.NewHandlerWithConfig(config)
-	}
-	path := options.path
-	if path == "" {
-		path = hdPath
-	}
-	mux := http.NewServeMux()
-	mux.Handle(path, handler)
-	var root http.Handler = mux
-	if options.wrap != nil {
-		root = options.wrap(root)
-	}
-	server := httptest.NewUnstartedServer(root)
-	if options.configure != nil {
-		options.configure(server.Config)
-	}
-	if options.tls {
-		server.StartTLS()
-	} else {
-		server.Start()
-	}
-	t.Cleanup(server.Close)
-	t.Cleanup(handler.Close)
-	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
-		Path: path, Addr: server.Listener.Addr(), Handler: handler, Logger: logger,
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { layer.Close() })
-	return &hdServer{Server: server, path: path, handler: handler, layer: layer, logs: logs}
-}
-
-func (s *hdServer) addr() string { return s.Listener.Addr().String() }
-
-// dialRaw opens a TCP (or, for a TLS server, TLS) connection to the server,
-// closed when the test ends. Its deadline bounds every read of the test.
-func (s *hdServer) dialRaw(t *testing.T) net.Conn {
-	t.Helper()
-	dialer := &net.Dialer{Timeout: hdWait}
-	var conn net.Conn
-	var err error
-	if s.TLS != nil {
-		roots := x509.NewCertPool()
-		roots.AddCert(s.Certificate())
-		conn, err = tls.DialWithDialer(dialer, "tcp", s.addr(), &tls.Config{RootCAs: roots, NextProtos: []string{"http/1.1"}})
-	} else {
-		conn, err = dialer.Dial("tcp", s.addr())
-	}
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	require.NoError(t, conn.SetDeadline(time.Now().Add(hdWait)))
-	return conn
-}
-
-// upgrade opens a raw connection, asks for an upgrade as this package's
-// Dial does, and requires the exact 101.
-func (s *hdServer) upgrade(t *testing.T) net.Conn {
-	t.Helper()
-	conn := s.dialRaw(t)
-	hdWrite(t, conn, hdRequestHead(http.MethodGet, s.path, s.addr(), "Upgrade: raft", "Connection: Upgrade"))
-	hdRequire101(t, conn)
-	return conn
-}
-
-// accept returns the next connection the Layer accepts, within
-// hdWait. It leaves the connection's deadlines alone: some tests
-// check that the Handler cleared those the HTTP server set.
-func (s *hdServer) accept(t *testing.T) net.Conn {
-	t.Helper()
-	type result struct {
-		conn net.Conn
-		err  error
-	}
-	accepted := make(chan result, 1)
-	go func() {
-		conn, err := s.layer.Accept()
-		accepted <- result{conn, err}
-	}()
-	r := receive(t, accepted, "Layer.Accept to return a connection")
-	require.NoError(t, r.err)
-	t.Cleanup(func() { r.conn.Close() })
-	return r.conn
-}
-
-// httpClient returns a client for the server that reports redirects
-// instead of following them.
-func (s *hdServer) httpClient() *http.Client {
-	client := *s.Client()
-	client.Timeout = hdWait
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &client
-}
-
-type hdResponse struct {
-	status int
-	header http.Header
-	body   string
-}
-
-// tryDo sends a membership request with the given raw query. It is safe to
-// call from any goroutine.
-func (s *hdServer) tryDo(ctx context.Context, method, query string) (hdResponse, error) {
-	target := s.URL + s.path
-	if query != "" {
-		target += "?" + query
-	}
-	request, err := http.NewRequestWithContext(ctx, method, target, nil)
-	if err != nil {
-		return hdResponse{}, err
-	}
-	response, err := s.httpClient().Do(request)
-	if err != nil {
-		return hdResponse{}, err
-	}
-	defer response.Body.Close()
-	body, err := io.ReadAll(response.Body)
-	return hdResponse{status: response.StatusCode, header: response.Header, body: string(body)}, err
-}
-
-func (s *hdServer) do(t *testing.T, method, query string) hdResponse {
-	t.Helper()
-	response, err := s.tryDo(t.Context(), method, query)
-	require.NoError(t, err)
-	return response
-}
-
-// hdRequestHead is an HTTP/1.1 request head with the given header lines.
-func hdRequestHead(method, target, host string, headers ...string) string {
-	var head strings.Builder
-	fmt.Fprintf(&head, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, target, host)
-	for _, header := range headers {
-		head.WriteString(header + "\r\n")
-	}
-	head.WriteString("\r\n")
-	return head.String()
-}
-
-func hdWrite(t *testing.T, conn net.Conn, s string) {
-	t.Helper()
-	_, err := io.WriteString(conn, s)
-	require.NoError(t, err)
-}
-
-// hdReadFull reads exactly n bytes within hdWait without touching
-// the connection's deadlines.
-func hdReadFull(t *testing.T, conn net.Conn, n int) string {
-	t.Helper()
-	type result struct {
-		data []byte
-		err  error
-	}
-	read := make(chan result, 1)
-	go func() {
-		data := make([]byte, n)
-		_, err := io.ReadFull(conn, data)
-		read <- result{data, err}
-	}()
-	r := receive(t, read, fmt.Sprintf("%d bytes from %s", n, conn.RemoteAddr()))
-	require.NoError(t, r.err)
-	return string(r.data)
-}
-
-func hdRequire101(t *testing.T, conn net.Conn) {
-	t.Helper()
-	require.Equal(t, hdSwitchingProtocols, hdReadFull(t, conn, len(hdSwitchingProtocols)))
-}
-
-// hdReadResponse reads one HTTP response from a raw connection.
-func hdReadResponse(t *testing.T, reader *bufio.Reader, method string) hdResponse {
-	t.Helper()
-	response, err := http.ReadResponse(reader, &http.Request{Method: method})
-	require.NoError(t, err)
-	defer response.Body.Close()
-	body, err := io.ReadAll(response.Body)
-	require.NoError(t, err)
-	return hdResponse{status: response.StatusCode, header: response.Header, body: string(body)}
-}
-
-// hdReadUntilClosed reads everything the server sends until it closes the
-// connection: whatever it wrote before its answer is in there too.
-func hdReadUntilClosed(t *testing.T, conn net.Conn) string {
-	t.Helper()
-	data, err := io.ReadAll(conn)
-	require.NoError(t, err, "read until the server closes; got so far: %q", data)
-	return string(data)
-}
-
-// hdRequireSilence requires that nothing arrives on a raw client connection
-// for a short while: a wait that must time out, not a synchronisation.
-func hdRequireSilence(t *testing.T, conn net.Conn) {
-	t.Helper()
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
-	buf := make([]byte, 1)
-	n, err := conn.Read(buf)
-	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "got %q", buf[:n])
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(hdWait)))
-}
-
-// hdTransfer sends msg from one end of a connection to the other.
-func hdTransfer(t *testing.T, from, to net.Conn, msg string) {
-	t.Helper()
-	hdWrite(t, from, msg)
-	require.Equal(t, msg, hdReadFull(t, to, len(msg)))
-}
-
-// hdExchange checks that raft bytes flow both ways.
-func hdExchange(t *testing.T, dialed, accepted net.Conn) {
-	t.Helper()
-	hdTransfer(t, dialed, accepted, "request from the dialing node")
-	hdTransfer(t, accepted, dialed, "response from the serving node")
-	hdTransfer(t, dialed, accepted, "second request")
-}
-
-// hdRequirePlainText checks that an error answer explains itself.
-func hdRequirePlainText(t *testing.T, response hdResponse) {
-	t.Helper()
-	assert.True(t, strings.HasPrefix(response.header.Get("Content-Type"), "text/plain"),
-		"Content-Type %q", response.header.Get("Content-Type"))
-	assert.NotEmpty(t, strings.TrimSpace(response.body), "an error answer needs a reason")
-}
-
-// hdRequireRetryAfter checks the header that tells a client when to retry.
-func hdRequireRetryAfter(t *testing.T, response hdResponse) {
-	t.Helper()
-	seconds, err := strconv.Atoi(response.header.Get("Retry-After"))
-	require.NoError(t, err, "Retry-After %q", response.header.Get("Retry-After"))
-	require.GreaterOrEqual(t, seconds, 0)
-}
-
-// hdCloseWithin closes the Handler and requires Close to return promptly.
-func hdCloseWithin(t *testing.T, handler *rafthttp.Handler) {
-	t.Helper()
-	closed := make(chan struct{})
-	go func() {
-		defer close(closed)
-		handler.Close()
-	}()
-	receive(t, closed, "Handler.Close to return")
-}
-
-// hdTracker signals when requests enter and leave the handler it
-// wraps, so a test knows a request is being served without sleeping.
-type hdTracker struct {
-	entered chan struct{}
-	left    chan struct{}
-}
-
-func newHDTracker() *hdTracker {
-	return &hdTracker{entered: make(chan struct{}, 64), left: make(chan struct{}, 64)}
-}
-
-func (tr *hdTracker) wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tr.entered <- struct{}{}
-		defer func() { tr.left <- struct{}{} }()
-		next.ServeHTTP(w, r)
-	})
-}
-
-// hdAnswer consumes the Handler's Requests until Close closes it. It
-// passes each request to the test on the returned channel, then answers
-// it with outcome's result; a nil outcome takes requests but never answers.
-func hdAnswer(t *testing.T, handler *rafthttp.Handler, outcome func(*raftmembership.ChangeRequest) error) <-chan *raftmembership.ChangeRequest {
-	taken := make(chan *raftmembership.ChangeRequest, 64)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for request := range handler.Requests() {
-			select {
-			case taken <- request:
-			default:
-			}
-			if outcome != nil {
-				request.Done(outcome(request))
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		handler.Close()
-		select {
-		case <-done:
-		case <-time.After(hdWait):
-			t.Error("a range over Requests did not end after Handler.Close")
-		}
-	})
-	return taken
-}
-
-func hdAnswerWith(err error) func(*raftmembership.ChangeRequest) error {
-	return func(*raftmembership.ChangeRequest) error { return err }
-}
-
-func hdTransport(useTLS bool) string {
-	if useTLS {
-		return "tls"
-	}
-	return "tcp"
-}
 
 func TestHandlerUpgradeAccepted(t *testing.T) {
 	t.Parallel()
@@ -456,13 +40,13 @@ func TestHandlerUpgradeAccepted(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for _, useTLS := range []bool{false, true} {
-			t.Run(tt.name+"/"+hdTransport(useTLS), func(t *testing.T) {
+			t.Run(tt.name+"/"+transportName(useTLS), func(t *testing.T) {
 				t.Parallel()
-				server := startHDServer(t, hdServerOptions{tls: useTLS})
+				server := startServer(t, serverOptions{tls: useTLS})
 				client := server.dialRaw(t)
-				hdWrite(t, client, hdRequestHead(http.MethodGet, hdPath, server.addr(), tt.headers...))
-				hdRequire101(t, client)
-				hdExchange(t, client, server.accept(t))
+				write(t, client, requestHead(http.MethodGet, raftPath, server.addr(), tt.headers...))
+				require101(t, client)
+				exchange(t, client, server.accept(t))
 			})
 		}
 	}
@@ -486,10 +70,10 @@ func TestHandlerUpgradeRefusesOtherGETs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			server := startHDServer(t, hdServerOptions{})
+			server := startServer(t, serverOptions{})
 			client := server.dialRaw(t)
-			hdWrite(t, client, hdRequestHead(http.MethodGet, hdPath, server.addr(), tt.headers...))
-			response := hdReadResponse(t, bufio.NewReader(client), http.MethodGet)
+			write(t, client, requestHead(http.MethodGet, raftPath, server.addr(), tt.headers...))
+			response := readResponse(t, bufio.NewReader(client), http.MethodGet)
 			if tt.wantStatus != 0 {
 				require.Equal(t, tt.wantStatus, response.status, "body: %s", response.body)
 			} else {
@@ -500,7 +84,7 @@ func TestHandlerUpgradeRefusesOtherGETs(t *testing.T) {
 				assert.True(t, strings.EqualFold(response.header.Get("Upgrade"), "raft"),
 					"a 426 names the protocol to upgrade to; Upgrade: %q", response.header.Get("Upgrade"))
 			}
-			hdRequirePlainText(t, response)
+			requirePlainText(t, response)
 		})
 	}
 }
@@ -510,42 +94,32 @@ func TestHandlerMethodNotAllowed(t *testing.T) {
 	for _, method := range []string{http.MethodPut, http.MethodPatch, http.MethodHead, http.MethodOptions, "PROPFIND"} {
 		t.Run(method, func(t *testing.T) {
 			t.Parallel()
-			server := startHDServer(t, hdServerOptions{})
-			taken := hdAnswer(t, server.handler, hdAnswerWith(nil))
+			server := startServer(t, serverOptions{})
+			taken := answerRequests(t, server.handler, answerWith(nil))
 			response := server.do(t, method, url.Values{"id": {"node2"}, "address": {"127.0.0.1:9002"}}.Encode())
 			require.Equal(t, http.StatusMethodNotAllowed, response.status, "body: %s", response.body)
 			require.Equal(t, "GET, POST, DELETE", response.header.Get("Allow"))
 			if method != http.MethodHead {
-				hdRequirePlainText(t, response)
+				requirePlainText(t, response)
 			}
 			require.Empty(t, taken, "a refused method reached Requests")
 		})
 	}
 }
 
-// hdUnwrappingWriter is the ResponseWriter of a typical middleware: it hides
-// http.Hijacker but exposes the writer it wraps, as net/http asks of
-// wrappers.
-type hdUnwrappingWriter struct{ http.ResponseWriter }
-
-func (w hdUnwrappingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// hdOpaqueWriter hides http.Hijacker and offers no way to the writer it wraps.
-type hdOpaqueWriter struct{ http.ResponseWriter }
-
 func TestHandlerUpgradeThroughMiddleware(t *testing.T) {
 	t.Parallel()
 	wrap := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			next.ServeHTTP(hdUnwrappingWriter{w}, r)
+			next.ServeHTTP(unwrappingWriter{w}, r)
 		})
 	}
 	for _, useTLS := range []bool{false, true} {
-		t.Run(hdTransport(useTLS), func(t *testing.T) {
+		t.Run(transportName(useTLS), func(t *testing.T) {
 			t.Parallel()
-			server := startHDServer(t, hdServerOptions{tls: useTLS, wrap: wrap})
+			server := startServer(t, serverOptions{tls: useTLS, wrap: wrap})
 			client := server.upgrade(t)
-			hdExchange(t, client, server.accept(t))
+			exchange(t, client, server.accept(t))
 		})
 	}
 }
@@ -557,81 +131,39 @@ func TestHandlerUpgradeWithoutHijacker(t *testing.T) {
 	wrap := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("X-Opaque-Writer") != "" {
-				w = hdOpaqueWriter{w}
+				w = opaqueWriter{w}
 			}
 			next.ServeHTTP(w, r)
 		})
 	}
 	// One backlog slot: if a failed hijack kept its slot, the next upgrade
 	// would be refused with 503 once the short timeout passed.
-	server := startHDServer(t, hdServerOptions{
-		config: rafthttp.HandlerConfig{Backlog: 1, Timeout: hdShort},
+	server := startServer(t, serverOptions{
+		config: rafthttp.HandlerConfig{Backlog: 1, Timeout: shortTimeout},
 		wrap:   wrap,
 	})
 	for attempt := range 3 {
 		client := server.dialRaw(t)
-		hdWrite(t, client, hdRequestHead(http.MethodGet, hdPath, server.addr(), "Upgrade: raft", "X-Opaque-Writer: 1"))
-		response := hdReadResponse(t, bufio.NewReader(client), http.MethodGet)
+		write(t, client, requestHead(http.MethodGet, raftPath, server.addr(), "Upgrade: raft", "X-Opaque-Writer: 1"))
+		response := readResponse(t, bufio.NewReader(client), http.MethodGet)
 		require.Equal(t, http.StatusInternalServerError, response.status, "attempt %d: body: %s", attempt, response.body)
-		hdRequirePlainText(t, response)
+		requirePlainText(t, response)
 		require.Contains(t, strings.ToLower(response.body), "hijack", "the reason should say the connection could not be hijacked")
 	}
 	client := server.upgrade(t)
-	hdExchange(t, client, server.accept(t))
-}
-
-// hdHijacker is a ResponseWriter that hands over a connection the test
-// chose, standing in for servers that behave differently from net/http's.
-type hdHijacker struct {
-	*httptest.ResponseRecorder
-	conn     *hdCloseRecorder
-	hijacked bool
-}
-
-func newHDHijacker(conn net.Conn) *hdHijacker {
-	return &hdHijacker{ResponseRecorder: httptest.NewRecorder(), conn: &hdCloseRecorder{Conn: conn}}
-}
-
-func (w *hdHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	w.hijacked = true
-	return w.conn, bufio.NewReadWriter(bufio.NewReader(w.conn), bufio.NewWriter(w.conn)), nil
-}
-
-type hdCloseRecorder struct {
-	net.Conn
-	closed atomic.Bool
-}
-
-func (c *hdCloseRecorder) Close() error {
-	c.closed.Store(true)
-	return c.Conn.Close()
-}
-
-// newHDFailingHijacker returns a hijacker whose connection cannot be
-// written to, as when the peer vanished before the 101.
-func newHDFailingHijacker(t *testing.T) *hdHijacker {
-	local, remote := net.Pipe()
-	require.NoError(t, remote.Close()) // every write to local now fails
-	t.Cleanup(func() { local.Close() })
-	return newHDHijacker(local)
-}
-
-func hdUpgradeRequest() *http.Request {
-	request := httptest.NewRequest(http.MethodGet, hdPath, nil)
-	request.Header.Set("Upgrade", "raft")
-	return request
+	exchange(t, client, server.accept(t))
 }
 
 func TestHandlerUpgradeHijackFailureClosesConnAndFreesSlot(t *testing.T) {
 	t.Parallel()
-	logger, _ := newHDLogger(t, false)
-	handler := rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: logger, Backlog: 1, Timeout: hdShort})
+	logger, _ := newTestLogger(t, false)
+	handler := rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: logger, Backlog: 1, Timeout: shortTimeout})
 	t.Cleanup(handler.Close)
 	for attempt := range 3 {
-		w := newHDFailingHijacker(t)
-		handler.ServeHTTP(w, hdUpgradeRequest())
+		w := newFailingHijacker(t)
+		handler.ServeHTTP(w, upgradeRequest())
 		require.True(t, w.hijacked, "attempt %d was refused before hijacking: a failed attempt kept its backlog slot (status %d)", attempt, w.Code)
-		require.True(t, w.conn.closed.Load(), "attempt %d: the hijacked connection was left open after the 101 could not be written", attempt)
+		require.True(t, w.conn.wasClosed(), "attempt %d: the hijacked connection was left open after the 101 could not be written", attempt)
 	}
 }
 
@@ -643,151 +175,152 @@ func TestHandlerUpgradeClearsDeadlines(t *testing.T) {
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { listener.Close() })
-	client, err := net.DialTimeout("tcp", listener.Addr().String(), hdWait)
+	client, err := net.DialTimeout("tcp", listener.Addr().String(), testWait)
 	require.NoError(t, err)
 	t.Cleanup(func() { client.Close() })
-	require.NoError(t, client.SetDeadline(time.Now().Add(hdWait)))
+	require.NoError(t, client.SetDeadline(time.Now().Add(testWait)))
 	served, err := listener.Accept()
 	require.NoError(t, err)
 	t.Cleanup(func() { served.Close() })
 	require.NoError(t, served.SetDeadline(time.Now().Add(-time.Second)))
 
-	logger, _ := newHDLogger(t, false)
+	logger, _ := newTestLogger(t, false)
 	handler := rafthttp.NewHandlerWithLogger(logger)
-	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{Path: hdPath, Addr: listener.Addr(), Handler: handler})
+	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{Path: raftPath, Addr: listener.Addr(), Handler: handler})
 	require.NoError(t, err)
 	t.Cleanup(func() { layer.Close() })
-	server := &hdServer{path: hdPath, handler: handler, layer: layer}
+	server := &testServer{path: raftPath, handler: handler, layer: layer}
 
-	handler.ServeHTTP(newHDHijacker(served), hdUpgradeRequest())
-	hdRequire101(t, client)
-	hdExchange(t, client, server.accept(t))
+	handler.ServeHTTP(newFakeHijacker(served), upgradeRequest())
+	require101(t, client)
+	exchange(t, client, server.accept(t))
 }
 
 func TestHandlerBacklogFullRefusesBefore101(t *testing.T) {
 	t.Parallel()
-	server := startHDServer(t, hdServerOptions{config: rafthttp.HandlerConfig{Backlog: 1, Timeout: hdShort}})
+	server := startServer(t, serverOptions{config: rafthttp.HandlerConfig{Backlog: 1, Timeout: shortTimeout}})
 	first := server.upgrade(t) // fills the backlog: nothing accepts
 
 	// Connection: close makes the server close after its answer, so
 	// everything it sends, a 101 included, is read.
 	refused := server.dialRaw(t)
-	hdWrite(t, refused, hdRequestHead(http.MethodGet, hdPath, server.addr(), "Upgrade: raft", "Connection: close"))
-	raw := hdReadUntilClosed(t, refused)
+	start := time.Now()
+	write(t, refused, requestHead(http.MethodGet, raftPath, server.addr(), "Upgrade: raft", "Connection: close"))
+	raw := readUntilClosed(t, refused)
 	require.True(t, strings.HasPrefix(raw, "HTTP/1.1 503 "), "want a 503 and nothing before it, got %q", raw)
 	require.NotContains(t, raw, "101 Switching Protocols")
-	response := hdReadResponse(t, bufio.NewReader(strings.NewReader(raw)), http.MethodGet)
-	hdRequireRetryAfter(t, response)
-	hdRequirePlainText(t, response)
+	require.GreaterOrEqual(t, time.Since(start), shortTimeout, "refused before the timeout: the upgrade did not wait for room")
+	response := readResponse(t, bufio.NewReader(strings.NewReader(raw)), http.MethodGet)
+	assert.Contains(t, response.body, "backlog full")
+	requireRetryAfter(t, response)
+	requirePlainText(t, response)
 
 	// The queued connection is intact, and accepting it makes room.
-	hdExchange(t, first, server.accept(t))
+	exchange(t, first, server.accept(t))
 	third := server.upgrade(t)
-	hdExchange(t, third, server.accept(t))
+	exchange(t, third, server.accept(t))
 }
 
 func TestHandlerBacklogUpgradeWaitsForRoom(t *testing.T) {
 	t.Parallel()
-	tracker := newHDTracker()
-	server := startHDServer(t, hdServerOptions{
-		config: rafthttp.HandlerConfig{Backlog: 1, Timeout: hdLong},
-		wrap:   tracker.wrap,
-	})
-	first := server.upgrade(t)
-	receive(t, tracker.entered, "the first upgrade to reach the handler")
-
-	second := server.dialRaw(t)
-	hdWrite(t, second, hdRequestHead(http.MethodGet, hdPath, server.addr(), "Upgrade: raft"))
-	receive(t, tracker.entered, "the second upgrade to reach the handler")
-	hdRequireSilence(t, second) // neither 101 nor 503 while the backlog is full
-
-	hdExchange(t, first, server.accept(t))
-	hdRequire101(t, second)
-	hdExchange(t, second, server.accept(t))
+	tests := []struct {
+		name string
+		// timeout is the Handler's; room: Accept makes room before it
+		// passes. Without room the upgrade ends as the timeout says.
+		timeout time.Duration
+		room    bool
+	}{
+		{name: "until the timeout", timeout: shortTimeout},
+		{name: "until Accept makes room", timeout: longTimeout, room: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			backlog := startFullBacklog(t, tt.timeout)
+			server := backlog.server
+			if !tt.room {
+				// Neither 101 nor 503 before the timeout: the first thing
+				// the peer reads is the timeout's 503, after it.
+				response := readResponse(t, bufio.NewReader(backlog.waiting), http.MethodGet)
+				require.Equal(t, http.StatusServiceUnavailable, response.status, "body: %s", response.body)
+				require.GreaterOrEqual(t, time.Since(backlog.sent), tt.timeout, "answered before the timeout")
+				assert.Contains(t, response.body, "backlog full")
+				requireRetryAfter(t, response)
+				exchange(t, backlog.first, server.accept(t))
+				return
+			}
+			room := server.wire.mark()
+			exchange(t, backlog.first, server.accept(t))
+			require101(t, backlog.waiting)
+			// Neither 101 nor 503 while the backlog was full, however late.
+			server.wire.requireWritesAfter(t, backlog.waiting, room, "Accept made room")
+			exchange(t, backlog.waiting, server.accept(t))
+		})
+	}
 }
 
 func TestHandlerBacklogWaitBoundedByTimeoutMethod(t *testing.T) {
 	t.Parallel()
-	server := startHDServer(t, hdServerOptions{config: rafthttp.HandlerConfig{Backlog: 1, Timeout: hdLong}})
-	server.handler.Timeout(hdShort)
+	server := startServer(t, serverOptions{config: rafthttp.HandlerConfig{Backlog: 1, Timeout: longTimeout}})
+	server.handler.Timeout(shortTimeout)
 	server.upgrade(t)
 
 	refused := server.dialRaw(t)
-	hdWrite(t, refused, hdRequestHead(http.MethodGet, hdPath, server.addr(), "Upgrade: raft"))
-	response := hdReadResponse(t, bufio.NewReader(refused), http.MethodGet)
+	write(t, refused, requestHead(http.MethodGet, raftPath, server.addr(), "Upgrade: raft"))
+	response := readResponse(t, bufio.NewReader(refused), http.MethodGet)
 	require.Equal(t, http.StatusServiceUnavailable, response.status, "body: %s", response.body)
-	hdRequireRetryAfter(t, response)
+	requireRetryAfter(t, response)
 }
 
 func TestHandlerBacklogCanceledUpgradeReleasesHandler(t *testing.T) {
 	t.Parallel()
-	tracker := newHDTracker()
-	server := startHDServer(t, hdServerOptions{
-		config: rafthttp.HandlerConfig{Backlog: 1, Timeout: hdLong},
-		wrap:   tracker.wrap,
-	})
-	server.upgrade(t)
-	receive(t, tracker.entered, "the first upgrade to reach the handler")
-	receive(t, tracker.left, "the first upgrade to leave the handler")
-
-	waiting := server.dialRaw(t)
-	hdWrite(t, waiting, hdRequestHead(http.MethodGet, hdPath, server.addr(), "Upgrade: raft"))
-	receive(t, tracker.entered, "the second upgrade to reach the handler")
-	require.NoError(t, waiting.Close()) // the peer gives up
-	receive(t, tracker.left, "the abandoned upgrade to leave the handler")
+	backlog := startFullBacklog(t, longTimeout)
+	require.NoError(t, backlog.waiting.Close()) // the peer gives up
+	receive(t, backlog.tracker.left, "the abandoned upgrade to leave the handler")
 }
 
 func TestHandlerUpgradeAfterCloseRefused(t *testing.T) {
 	t.Parallel()
 	for _, useTLS := range []bool{false, true} {
-		t.Run(hdTransport(useTLS), func(t *testing.T) {
+		t.Run(transportName(useTLS), func(t *testing.T) {
 			t.Parallel()
-			server := startHDServer(t, hdServerOptions{tls: useTLS})
-			hdCloseWithin(t, server.handler)
+			server := startServer(t, serverOptions{tls: useTLS})
+			closeWithin(t, server.handler)
 
 			client := server.dialRaw(t)
-			hdWrite(t, client, hdRequestHead(http.MethodGet, hdPath, server.addr(), "Upgrade: raft", "Connection: close"))
-			raw := hdReadUntilClosed(t, client)
+			write(t, client, requestHead(http.MethodGet, raftPath, server.addr(), "Upgrade: raft", "Connection: close"))
+			raw := readUntilClosed(t, client)
 			require.NotContains(t, raw, "101 Switching Protocols")
-			response := hdReadResponse(t, bufio.NewReader(strings.NewReader(raw)), http.MethodGet)
+			response := readResponse(t, bufio.NewReader(strings.NewReader(raw)), http.MethodGet)
 			require.Equal(t, http.StatusServiceUnavailable, response.status, "body: %s", response.body)
-			hdRequireRetryAfter(t, response)
-			hdRequirePlainText(t, response)
+			requireRetryAfter(t, response)
+			requirePlainText(t, response)
 		})
 	}
 }
 
 func TestHandlerCloseEndsUpgradeWaitingForRoom(t *testing.T) {
 	t.Parallel()
-	tracker := newHDTracker()
-	server := startHDServer(t, hdServerOptions{
-		config: rafthttp.HandlerConfig{Backlog: 1, Timeout: hdLong},
-		wrap:   tracker.wrap,
-	})
-	server.upgrade(t)
-	receive(t, tracker.entered, "the first upgrade to reach the handler")
-
-	waiting := server.dialRaw(t)
-	hdWrite(t, waiting, hdRequestHead(http.MethodGet, hdPath, server.addr(), "Upgrade: raft"))
-	receive(t, tracker.entered, "the second upgrade to reach the handler")
-	hdRequireSilence(t, waiting)
-
-	hdCloseWithin(t, server.handler)
-	response := hdReadResponse(t, bufio.NewReader(waiting), http.MethodGet)
+	backlog := startFullBacklog(t, longTimeout)
+	closing := backlog.server.wire.mark()
+	closeWithin(t, backlog.server.handler)
+	response := readResponse(t, bufio.NewReader(backlog.waiting), http.MethodGet)
 	require.Equal(t, http.StatusServiceUnavailable, response.status, "body: %s", response.body)
-	hdRequireRetryAfter(t, response)
+	assert.Contains(t, response.body, "handler closed", "the answer was not Close's")
+	requireRetryAfter(t, response)
+	backlog.server.wire.requireWritesAfter(t, backlog.waiting, closing, "Close")
 }
 
 func TestHandlerCloseClosesQueuedConnections(t *testing.T) {
 	t.Parallel()
-	tracker := newHDTracker()
-	server := startHDServer(t, hdServerOptions{wrap: tracker.wrap})
+	tracker := newRequestTracker()
+	server := startServer(t, serverOptions{wrap: tracker.wrap})
 	queued := []net.Conn{server.upgrade(t), server.upgrade(t)}
 	// ServeHTTP queues the connection before it returns.
 	for range queued {
 		receive(t, tracker.left, "an upgrade to be queued")
 	}
-	hdCloseWithin(t, server.handler)
+	closeWithin(t, server.handler)
 	for i, conn := range queued {
 		n, err := conn.Read(make([]byte, 1))
 		require.Zero(t, n)
@@ -800,18 +333,60 @@ func TestHandlerCloseClosesQueuedConnections(t *testing.T) {
 func TestHandlerEarlyBytes(t *testing.T) {
 	t.Parallel()
 	for _, useTLS := range []bool{false, true} {
-		t.Run(hdTransport(useTLS), func(t *testing.T) {
+		t.Run(transportName(useTLS), func(t *testing.T) {
 			t.Parallel()
-			server := startHDServer(t, hdServerOptions{tls: useTLS})
+			server := startServer(t, serverOptions{tls: useTLS})
 			client := server.dialRaw(t)
 			const early = "raft bytes sent behind the request head"
 			// One write: the server reads the head and these bytes together.
-			hdWrite(t, client, hdRequestHead(http.MethodGet, hdPath, server.addr(), "Upgrade: raft")+early)
-			hdRequire101(t, client)
+			write(t, client, requestHead(http.MethodGet, raftPath, server.addr(), "Upgrade: raft")+early)
+			require101(t, client)
 
 			accepted := server.accept(t)
-			require.Equal(t, early, hdReadFull(t, accepted, len(early)), "early bytes must come first")
-			hdExchange(t, client, accepted)
+			require.Equal(t, early, readFull(t, accepted, len(early)), "early bytes must come first")
+			exchange(t, client, accepted)
+		})
+	}
+}
+
+// TestHandlerWrapsConnOnlyWithEarlyBytes checks that raft gets the hijacked
+// connection itself unless the peer's early bytes must be replayed, so the
+// common case pays nothing for the wrapper.
+func TestHandlerWrapsConnOnlyWithEarlyBytes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		tls    bool
+		early  string
+		isWrap bool
+	}{
+		{name: "tcp without early bytes"},
+		{name: "tls without early bytes", tls: true},
+		{name: "tcp with early bytes", early: "early raft bytes", isWrap: true},
+		{name: "tls with early bytes", tls: true, early: "early raft bytes", isWrap: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			server := startServer(t, serverOptions{tls: tt.tls})
+			client := server.dialRaw(t)
+			write(t, client, requestHead(http.MethodGet, raftPath, server.addr(), "Upgrade: raft")+tt.early)
+			require101(t, client)
+
+			r := receive(t, acceptAsync(func() (net.Conn, error) { return rafthttp.HandlerAccept(server.handler) }),
+				"the Handler to queue the upgraded connection")
+			require.NoError(t, r.err)
+			t.Cleanup(func() { r.conn.Close() })
+			if !tt.isWrap {
+				if tt.tls {
+					require.IsType(t, &tls.Conn{}, r.conn)
+				} else {
+					require.IsType(t, &net.TCPConn{}, r.conn)
+				}
+				return
+			}
+			require.IsType(t, &rafthttp.PrefixConn{}, r.conn)
+			require.Equal(t, tt.early, readFull(t, r.conn, len(tt.early)))
 		})
 	}
 }
@@ -820,9 +395,9 @@ func TestHandlerUpgradedConnOutlivesServerTimeouts(t *testing.T) {
 	t.Parallel()
 	const serverTimeout = 100 * time.Millisecond
 	for _, useTLS := range []bool{false, true} {
-		t.Run(hdTransport(useTLS), func(t *testing.T) {
+		t.Run(transportName(useTLS), func(t *testing.T) {
 			t.Parallel()
-			server := startHDServer(t, hdServerOptions{
+			server := startServer(t, serverOptions{
 				tls: useTLS,
 				configure: func(s *http.Server) {
 					s.ReadTimeout = serverTimeout
@@ -830,28 +405,37 @@ func TestHandlerUpgradedConnOutlivesServerTimeouts(t *testing.T) {
 				},
 			})
 			client := server.upgrade(t)
+			upgraded := time.Now()
 			accepted := server.accept(t)
 
-			// Let both server timeouts pass: a read that must time out.
-			require.NoError(t, client.SetReadDeadline(time.Now().Add(3*serverTimeout)))
-			_, err := client.Read(make([]byte, 1))
-			require.ErrorIs(t, err, os.ErrDeadlineExceeded)
-			require.NoError(t, client.SetReadDeadline(time.Now().Add(hdWait)))
+			// The server set its deadlines before the upgrade. Once they
+			// have passed, a read or a write they still bound fails.
+			waitPast(upgraded.Add(2 * serverTimeout))
+			fromClient := readAsync(accepted, 1)
+			fromServer := readAsync(client, 1)
+			write(t, client, "c")
+			r := receive(t, fromClient, "the accepted conn's read")
+			require.NoError(t, r.err, "a read deadline was left on the accepted conn")
+			require.Equal(t, "c", r.data)
+			write(t, accepted, "s")
+			r = receive(t, fromServer, "the client's read")
+			require.NoError(t, r.err, "a write deadline was left on the accepted conn")
+			require.Equal(t, "s", r.data)
 
-			hdExchange(t, client, accepted)
+			exchange(t, client, accepted)
 		})
 	}
 }
 
 func TestHandlerInteropOriginalClient(t *testing.T) {
 	t.Parallel()
-	server := startHDServer(t, hdServerOptions{})
+	server := startServer(t, serverOptions{})
 	client := server.dialRaw(t)
 	// Exactly what a node running the original package sends: the request
 	// Go's http.Request.Write produces, with no Connection header.
-	hdWrite(t, client, "GET /raft HTTP/1.1\r\nHost: "+server.addr()+"\r\nUser-Agent: Go-http-client/1.1\r\nUpgrade: raft\r\n\r\n")
-	raw := hdReadFull(t, client, len(hdSwitchingProtocols))
-	require.Equal(t, hdSwitchingProtocols, raw)
+	write(t, client, "GET /raft HTTP/1.1\r\nHost: "+server.addr()+"\r\nUser-Agent: Go-http-client/1.1\r\nUpgrade: raft\r\n\r\n")
+	raw := readFull(t, client, len(handler101))
+	require.Equal(t, handler101, raw)
 
 	// The original client checks only the status and the Upgrade header.
 	response, err := http.ReadResponse(bufio.NewReader(strings.NewReader(raw)), nil)
@@ -859,7 +443,7 @@ func TestHandlerInteropOriginalClient(t *testing.T) {
 	require.Equal(t, http.StatusSwitchingProtocols, response.StatusCode)
 	require.Equal(t, "raft", response.Header.Get("Upgrade"))
 
-	hdExchange(t, client, server.accept(t))
+	exchange(t, client, server.accept(t))
 }
 
 func TestHandlerMembershipOutcomes(t *testing.T) {
@@ -932,8 +516,8 @@ func TestHandlerMembershipOutcomes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			server := startHDServer(t, hdServerOptions{tls: tt.tls, path: tt.path})
-			taken := hdAnswer(t, server.handler, hdAnswerWith(tt.outcome))
+			server := startServer(t, serverOptions{tls: tt.tls, path: tt.path})
+			taken := answerRequests(t, server.handler, answerWith(tt.outcome))
 			response := server.do(t, tt.method, tt.query)
 			require.Equal(t, tt.wantStatus, response.status, "body: %s", response.body)
 
@@ -944,10 +528,10 @@ func TestHandlerMembershipOutcomes(t *testing.T) {
 			case http.StatusTemporaryRedirect:
 				require.Equal(t, tt.wantLocation, response.header.Get("Location"))
 			case http.StatusServiceUnavailable:
-				hdRequireRetryAfter(t, response)
-				hdRequirePlainText(t, response)
+				requireRetryAfter(t, response)
+				requirePlainText(t, response)
 			case http.StatusInternalServerError:
-				hdRequirePlainText(t, response)
+				requirePlainText(t, response)
 				require.Contains(t, response.body, tt.wantBody)
 			}
 		})
@@ -1005,8 +589,8 @@ func TestHandlerMembershipParsesQuery(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			server := startHDServer(t, hdServerOptions{})
-			taken := hdAnswer(t, server.handler, hdAnswerWith(nil))
+			server := startServer(t, serverOptions{})
+			taken := answerRequests(t, server.handler, answerWith(nil))
 			response := server.do(t, tt.method, tt.query)
 			require.Equal(t, http.StatusOK, response.status, "body: %s", response.body)
 			request := receive(t, taken, "the request on Requests")
@@ -1048,11 +632,11 @@ func TestHandlerMembershipBadRequests(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			server := startHDServer(t, hdServerOptions{})
-			taken := hdAnswer(t, server.handler, hdAnswerWith(nil))
+			server := startServer(t, serverOptions{})
+			taken := answerRequests(t, server.handler, answerWith(nil))
 			response := server.do(t, tt.method, tt.query)
 			require.Equal(t, http.StatusBadRequest, response.status, "body: %s", response.body)
-			hdRequirePlainText(t, response)
+			requirePlainText(t, response)
 			require.Empty(t, taken, "a bad request reached Requests")
 		})
 	}
@@ -1075,17 +659,17 @@ func TestHandlerMembershipBoundedWaits(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			server := startHDServer(t, hdServerOptions{config: rafthttp.HandlerConfig{Timeout: hdShort}})
+			server := startServer(t, serverOptions{config: rafthttp.HandlerConfig{Timeout: shortTimeout}})
 			var taken <-chan *raftmembership.ChangeRequest
 			if tt.consume {
-				taken = hdAnswer(t, server.handler, nil)
+				taken = answerRequests(t, server.handler, nil)
 			}
 			start := time.Now()
-			response := server.do(t, tt.method, tt.query) // the client gives up after hdWait
+			response := server.do(t, tt.method, tt.query) // the client gives up after testWait
 			require.Equal(t, http.StatusServiceUnavailable, response.status, "body: %s", response.body)
-			require.GreaterOrEqual(t, time.Since(start), hdShort, "answered before the timeout")
-			hdRequireRetryAfter(t, response)
-			hdRequirePlainText(t, response)
+			require.GreaterOrEqual(t, time.Since(start), shortTimeout, "answered before the timeout")
+			requireRetryAfter(t, response)
+			requirePlainText(t, response)
 			if tt.consume {
 				receive(t, taken, "the consumer to have taken the request")
 			}
@@ -1098,14 +682,14 @@ func TestHandlerMembershipClientGoneReleasesHandler(t *testing.T) {
 	for _, consume := range []bool{false, true} {
 		t.Run(map[bool]string{false: "nobody consuming", true: "taken and never answered"}[consume], func(t *testing.T) {
 			t.Parallel()
-			tracker := newHDTracker()
-			server := startHDServer(t, hdServerOptions{
-				config: rafthttp.HandlerConfig{Timeout: hdLong},
+			tracker := newRequestTracker()
+			server := startServer(t, serverOptions{
+				config: rafthttp.HandlerConfig{Timeout: longTimeout},
 				wrap:   tracker.wrap,
 			})
 			var taken <-chan *raftmembership.ChangeRequest
 			if consume {
-				taken = hdAnswer(t, server.handler, nil)
+				taken = answerRequests(t, server.handler, nil)
 			}
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
@@ -1141,17 +725,17 @@ func TestHandlerCloseEndsWaitingMembershipRequests(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tracker := newHDTracker()
-			server := startHDServer(t, hdServerOptions{
-				config: rafthttp.HandlerConfig{Timeout: hdLong},
+			tracker := newRequestTracker()
+			server := startServer(t, serverOptions{
+				config: rafthttp.HandlerConfig{Timeout: longTimeout},
 				wrap:   tracker.wrap,
 			})
 			var taken <-chan *raftmembership.ChangeRequest
 			if tt.consume {
-				taken = hdAnswer(t, server.handler, nil)
+				taken = answerRequests(t, server.handler, nil)
 			}
 			type result struct {
-				response hdResponse
+				response httpResponse
 				err      error
 			}
 			answered := make(chan result, 1)
@@ -1163,23 +747,23 @@ func TestHandlerCloseEndsWaitingMembershipRequests(t *testing.T) {
 			if tt.consume {
 				receive(t, taken, "the consumer to take the request")
 			}
-			hdCloseWithin(t, server.handler)
+			closeWithin(t, server.handler)
 			r := receive(t, answered, "an answer after Close")
 			require.NoError(t, r.err)
 			require.Equal(t, http.StatusServiceUnavailable, r.response.status, "body: %s", r.response.body)
-			hdRequireRetryAfter(t, r.response)
+			requireRetryAfter(t, r.response)
 		})
 	}
 }
 
 func TestHandlerMembershipAfterCloseRefused(t *testing.T) {
 	t.Parallel()
-	server := startHDServer(t, hdServerOptions{})
-	hdCloseWithin(t, server.handler)
+	server := startServer(t, serverOptions{})
+	closeWithin(t, server.handler)
 	for _, method := range []string{http.MethodPost, http.MethodDelete} {
 		response := server.do(t, method, "id=node2&address=127.0.0.1:9002")
 		require.Equal(t, http.StatusServiceUnavailable, response.status, "%s: body: %s", method, response.body)
-		hdRequireRetryAfter(t, response)
+		requireRetryAfter(t, response)
 	}
 }
 
@@ -1187,18 +771,18 @@ func TestHandlerCloseIsIdempotent(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
-		setup func(t *testing.T, server *hdServer)
+		setup func(t *testing.T, server *testServer)
 	}{
-		{name: "nobody consuming", setup: func(*testing.T, *hdServer) {}},
+		{name: "nobody consuming", setup: func(*testing.T, *testServer) {}},
 		{
 			name: "consumer ranging over Requests",
-			setup: func(t *testing.T, server *hdServer) {
-				hdAnswer(t, server.handler, hdAnswerWith(nil))
+			setup: func(t *testing.T, server *testServer) {
+				answerRequests(t, server.handler, answerWith(nil))
 			},
 		},
 		{
 			name: "upgraded connections queued",
-			setup: func(t *testing.T, server *hdServer) {
+			setup: func(t *testing.T, server *testServer) {
 				server.upgrade(t)
 				server.upgrade(t)
 			},
@@ -1207,7 +791,7 @@ func TestHandlerCloseIsIdempotent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			server := startHDServer(t, hdServerOptions{})
+			server := startServer(t, serverOptions{})
 			tt.setup(t, server)
 			var wg sync.WaitGroup
 			closed := make(chan struct{})
@@ -1219,16 +803,16 @@ func TestHandlerCloseIsIdempotent(t *testing.T) {
 				close(closed)
 			}()
 			receive(t, closed, "concurrent Close calls to return")
-			hdCloseWithin(t, server.handler)
+			closeWithin(t, server.handler)
 			require.NoError(t, server.layer.Close())
-			hdCloseWithin(t, server.handler)
+			closeWithin(t, server.handler)
 		})
 	}
 }
 
 func TestHandlerCloseClosesRequests(t *testing.T) {
 	t.Parallel()
-	logger, _ := newHDLogger(t, false)
+	logger, _ := newTestLogger(t, false)
 	handler := rafthttp.NewHandlerWithLogger(logger)
 	ended := make(chan struct{})
 	go func() {
@@ -1237,7 +821,7 @@ func TestHandlerCloseClosesRequests(t *testing.T) {
 			request.Done(nil)
 		}
 	}()
-	hdCloseWithin(t, handler)
+	closeWithin(t, handler)
 	receive(t, ended, "a range over Requests to end after Close")
 	_, open := <-handler.Requests()
 	require.False(t, open)
@@ -1248,57 +832,56 @@ func TestHandlerTimeout(t *testing.T) {
 	tests := []struct {
 		name    string
 		handler func(hclog.Logger) *rafthttp.Handler
-		// wantShort: requests end with 503 after hdShort;
-		// otherwise the default applies and they are still waiting after
-		// three times that.
-		wantShort bool
+		// want is the timeout the Handler applies. With shortTimeout,
+		// requests are also seen to end with 503 once it has passed.
+		want time.Duration
 	}{
 		{
-			name: "HandlerConfig.Timeout bounds the wait", wantShort: true,
+			name: "HandlerConfig.Timeout bounds the wait", want: shortTimeout,
 			handler: func(l hclog.Logger) *rafthttp.Handler {
-				return rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: l, Timeout: hdShort})
+				return rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: l, Timeout: shortTimeout})
 			},
 		},
 		{
-			name: "Timeout shortens the default", wantShort: true,
+			name: "Timeout shortens the default", want: shortTimeout,
 			handler: func(l hclog.Logger) *rafthttp.Handler {
 				h := rafthttp.NewHandlerWithLogger(l)
-				h.Timeout(hdShort)
+				h.Timeout(shortTimeout)
 				return h
 			},
 		},
 		{
-			name: "Timeout replaces a configured timeout", wantShort: true,
+			name: "Timeout replaces a configured timeout", want: shortTimeout,
 			handler: func(l hclog.Logger) *rafthttp.Handler {
-				h := rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: l, Timeout: hdLong})
-				h.Timeout(hdShort)
+				h := rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: l, Timeout: longTimeout})
+				h.Timeout(shortTimeout)
 				return h
 			},
 		},
 		{
-			name: "NewHandler uses the default",
+			name: "NewHandler uses the default", want: rafthttp.DefaultTimeout,
 			handler: func(hclog.Logger) *rafthttp.Handler {
 				return rafthttp.NewHandler()
 			},
 		},
 		{
-			name: "zero HandlerConfig.Timeout means the default",
+			name: "zero HandlerConfig.Timeout means the default", want: rafthttp.DefaultTimeout,
 			handler: func(l hclog.Logger) *rafthttp.Handler {
 				return rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: l})
 			},
 		},
 		{
-			name: "Timeout(0) restores the default",
+			name: "Timeout(0) restores the default", want: rafthttp.DefaultTimeout,
 			handler: func(l hclog.Logger) *rafthttp.Handler {
-				h := rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: l, Timeout: hdShort})
+				h := rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: l, Timeout: shortTimeout})
 				h.Timeout(0)
 				return h
 			},
 		},
 		{
-			name: "negative Timeout restores the default",
+			name: "negative Timeout restores the default", want: rafthttp.DefaultTimeout,
 			handler: func(l hclog.Logger) *rafthttp.Handler {
-				h := rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: l, Timeout: hdShort})
+				h := rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: l, Timeout: shortTimeout})
 				h.Timeout(-time.Second)
 				return h
 			},
@@ -1307,21 +890,19 @@ func TestHandlerTimeout(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			logger, _ := newHDLogger(t, false)
-			server := startHDServer(t, hdServerOptions{handler: tt.handler(logger)})
-			// Nobody consumes Requests: only the timeout ends the wait.
-			query := "id=node2&address=127.0.0.1:9002"
-			if tt.wantShort {
-				start := time.Now()
-				response := server.do(t, http.MethodPost, query)
-				require.Equal(t, http.StatusServiceUnavailable, response.status, "body: %s", response.body)
-				require.GreaterOrEqual(t, time.Since(start), hdShort)
+			logger, _ := newTestLogger(t, false)
+			handler := tt.handler(logger)
+			t.Cleanup(handler.Close)
+			require.Equal(t, tt.want, rafthttp.HandlerTimeout(handler))
+			if tt.want != shortTimeout {
 				return
 			}
-			ctx, cancel := context.WithTimeout(t.Context(), 3*hdShort)
-			defer cancel()
-			response, err := server.tryDo(ctx, http.MethodPost, query)
-			require.ErrorIs(t, err, context.DeadlineExceeded, "answered %d %q before the default timeout", response.status, response.body)
+			server := startServer(t, serverOptions{handler: handler})
+			// Nobody consumes Requests: only the timeout ends the wait.
+			start := time.Now()
+			response := server.do(t, http.MethodPost, "id=node2&address=127.0.0.1:9002")
+			require.Equal(t, http.StatusServiceUnavailable, response.status, "body: %s", response.body)
+			require.GreaterOrEqual(t, time.Since(start), shortTimeout)
 		})
 	}
 }
@@ -1331,8 +912,8 @@ func TestHandlerTimeout(t *testing.T) {
 // request path, so an operator can tell which peer got which answer.
 func TestHandlerLogsRequests(t *testing.T) {
 	t.Parallel()
-	server := startHDServer(t, hdServerOptions{jsonLogs: true})
-	hdAnswer(t, server.handler, func(request *raftmembership.ChangeRequest) error {
+	server := startServer(t, serverOptions{jsonLogs: true})
+	answerRequests(t, server.handler, func(request *raftmembership.ChangeRequest) error {
 		switch request.ID() {
 		case "redirected":
 			return raftmembership.NewErrDifferentLeader("10.0.0.9:8080")
@@ -1368,8 +949,8 @@ func TestHandlerLogsRequests(t *testing.T) {
 			if tt.method != http.MethodGet {
 				headers = append(headers, "Content-Length: 0")
 			}
-			hdWrite(t, conn, hdRequestHead(tt.method, tt.target, server.addr(), headers...))
-			response := hdReadResponse(t, bufio.NewReader(conn), tt.method)
+			write(t, conn, requestHead(tt.method, tt.target, server.addr(), headers...))
+			response := readResponse(t, bufio.NewReader(conn), tt.method)
 			require.Equal(t, tt.wantStatus, response.status, "body: %s", response.body)
 			if tt.wantStatus == http.StatusSwitchingProtocols {
 				server.accept(t)
@@ -1377,13 +958,29 @@ func TestHandlerLogsRequests(t *testing.T) {
 			remote := conn.LocalAddr().String()
 			assert.Eventually(t, func() bool {
 				for _, line := range server.logs.jsonLines() {
-					if line["remote-address"] == remote && line["path"] == hdPath {
+					if line["remote-address"] == remote && line["path"] == raftPath {
 						return true
 					}
 				}
 				return false
-			}, time.Second, 5*time.Millisecond,
-				"no log line with remote-address %s and path %s; logs:\n%s", remote, hdPath, server.logs)
+			}, testWait, 5*time.Millisecond,
+				"no log line with remote-address %s and path %s; logs:\n%s", remote, raftPath, server.logs)
 		})
 	}
+}
+
+// TestHandlerIgnoresUpgradeOnHTTP10 checks RFC 9110 section 7.8: the
+// Upgrade header of an HTTP/1.0 request is ignored, so it gets no 101 and
+// nothing reaches Accept.
+func TestHandlerIgnoresUpgradeOnHTTP10(t *testing.T) {
+	t.Parallel()
+	server := startServer(t, serverOptions{})
+	conn := server.dialRaw(t)
+	write(t, conn, "GET /raft HTTP/1.0\r\nHost: raft\r\nUpgrade: raft\r\nConnection: Upgrade\r\n\r\n")
+	response := readResponse(t, bufio.NewReader(conn), http.MethodGet)
+	assert.Equal(t, http.StatusUpgradeRequired, response.status)
+	assert.Contains(t, response.body, "HTTP/1.1")
+
+	// The next connection raft accepts is a real upgrade, not the 1.0 one.
+	exchange(t, server.upgrade(t), server.accept(t))
 }

@@ -1,7 +1,6 @@
 package rafthttp_test
 
 import (
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -42,17 +41,7 @@ func BenchmarkUpgradeHandshake(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	accepted := make(chan struct{})
-	go func() {
-		defer close(accepted)
-		for {
-			conn, err := layer.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
+	accepted := closeEachAccepted(layer.Accept)
 	b.Cleanup(func() {
 		layer.Close()
 		<-accepted
@@ -78,20 +67,7 @@ func BenchmarkTCPConnect(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	accepted := make(chan struct{})
-	go func() {
-		defer close(accepted)
-		for {
-			conn, err := listener.Accept()
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				continue
-			}
-			conn.Close()
-		}
-	}()
+	accepted := closeEachAccepted(listener.Accept)
 	b.Cleanup(func() {
 		listener.Close()
 		<-accepted

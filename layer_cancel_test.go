@@ -6,60 +6,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rafthttp/rafthttp"
 )
 
-// closeRecorder is a connection that only records being closed.
-type closeRecorder struct {
-	net.Conn
-	closed chan struct{}
-}
-
-func (c *closeRecorder) Close() error {
-	close(c.closed)
-	return nil
-}
-
-// blockingDial is a Dial stuck in its connect until release is closed, as a
-// dial to an unresponsive host is; the connection it then makes is recorded.
-func blockingDial() (dial rafthttp.Dial, entered, release chan struct{}, made chan *closeRecorder) {
-	entered = make(chan struct{}, 1)
-	release = make(chan struct{})
-	made = make(chan *closeRecorder, 1)
-	dial = func(string, time.Duration) (net.Conn, error) {
-		entered <- struct{}{}
-		<-release
-		conn := &closeRecorder{closed: make(chan struct{})}
-		made <- conn
-		return conn, nil
-	}
-	return dial, entered, release, made
-}
-
-func awaitDial(t *testing.T, entered chan struct{}) {
-	select {
-	case <-entered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the Dial was never called")
-	}
-}
-
-func newCancelLayer(t *testing.T, dial rafthttp.Dial) *rafthttp.Layer {
-	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
-		Path: "/raft", Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, Handler: rafthttp.NewHandler(), Dial: dial,
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { layer.Close() })
-	return layer
-}
-
 // A DialContext canceled while its Dial is still connecting returns at once,
 // and the connection the Dial makes afterwards is closed, not leaked.
 func TestDialContextCancelDuringConnect(t *testing.T) {
 	dial, entered, release, made := blockingDial()
-	layer := newCancelLayer(t, dial)
+	layer := newLayer(t, rafthttp.LayerConfig{Dial: dial})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	result := make(chan error, 1)
@@ -67,45 +25,80 @@ func TestDialContextCancelDuringConnect(t *testing.T) {
 		_, err := layer.DialContext(ctx, "127.0.0.1:9")
 		result <- err
 	}()
-	awaitDial(t, entered)
+	receive(t, entered, "the Dial to be called")
 	cancel()
-	select {
-	case err := <-result:
-		require.ErrorIs(t, err, context.Canceled)
-		var upgradeErr *rafthttp.UpgradeError
-		require.ErrorAs(t, err, &upgradeErr)
-		require.Equal(t, "dial", upgradeErr.Step)
-	case <-time.After(5 * time.Second):
-		t.Fatal("DialContext did not return after cancel")
-	}
+	err := receive(t, result, "DialContext to return after cancel")
+	require.ErrorIs(t, err, context.Canceled)
+	var upgradeErr *rafthttp.UpgradeError
+	require.ErrorAs(t, err, &upgradeErr)
+	require.Equal(t, rafthttp.StepDial, upgradeErr.Step)
 
 	close(release)
-	conn := <-made
-	select {
-	case <-conn.closed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the connection the Dial made after the cancel was not closed")
-	}
+	conn := receive(t, made, "the Dial to make its connection")
+	receive(t, conn.closed, "the connection the Dial made after the cancel to be closed")
 }
 
 // Closing the Layer ends a DialContext in flight with ErrClosed.
 func TestLayerCloseCancelsDialContext(t *testing.T) {
 	dial, entered, release, _ := blockingDial()
 	t.Cleanup(func() { close(release) })
-	layer := newCancelLayer(t, dial)
+	layer := newLayer(t, rafthttp.LayerConfig{Dial: dial})
 
 	result := make(chan error, 1)
 	go func() {
 		_, err := layer.DialContext(context.Background(), "127.0.0.1:9")
 		result <- err
 	}()
-	awaitDial(t, entered)
+	receive(t, entered, "the Dial to be called")
 	layer.Close()
-	select {
-	case err := <-result:
-		require.ErrorIs(t, err, rafthttp.ErrClosed)
-		require.ErrorIs(t, err, net.ErrClosed)
-	case <-time.After(5 * time.Second):
-		t.Fatal("DialContext did not return after Layer.Close")
+	err := receive(t, result, "DialContext to return after Layer.Close")
+	require.ErrorIs(t, err, rafthttp.ErrClosed)
+	require.ErrorIs(t, err, net.ErrClosed)
+}
+
+// TestLayerCloseEndsDialsInFlight checks that Close ends a Layer.Dial at
+// once, whether its connect or its handshake is under way, with an error
+// that wraps ErrClosed, although the dial's own timeout is far off.
+func TestLayerCloseEndsDialsInFlight(t *testing.T) {
+	t.Parallel()
+	silent := rawPeer(t, func(conn net.Conn) { awaitClosed(conn) })
+	tests := []struct {
+		name string
+		// start returns the Layer to dial with and the address to dial,
+		// and a channel that says when the dial is under way.
+		start func(t *testing.T) (*rafthttp.Layer, string, <-chan struct{})
+	}{
+		{name: "connect", start: func(t *testing.T) (*rafthttp.Layer, string, <-chan struct{}) {
+			dial, entered, release, _ := blockingDial()
+			t.Cleanup(func() { close(release) })
+			return eagerLayer(t, dial), "127.0.0.1:1", entered
+		}},
+		{name: "handshake", start: func(t *testing.T) (*rafthttp.Layer, string, <-chan struct{}) {
+			connected := make(chan struct{}, 1)
+			dial := func(addr string, timeout time.Duration) (net.Conn, error) {
+				conn, err := rafthttp.NewDialTCP()(addr, timeout)
+				connected <- struct{}{}
+				return conn, err
+			}
+			return eagerLayer(t, dial), silent, connected
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			layer, addr, started := tt.start(t)
+			dialed := make(chan error, 1)
+			go func() {
+				conn, err := layer.Dial(raft.ServerAddress(addr), time.Hour)
+				if conn != nil {
+					conn.Close()
+				}
+				dialed <- err
+			}()
+			receive(t, started, "the dial to start")
+			require.NoError(t, layer.Close())
+			err := receive(t, dialed, "Close to end the dial")
+			assert.ErrorIs(t, err, rafthttp.ErrClosed)
+		})
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -19,129 +18,6 @@ import (
 	"github.com/rafthttp/rafthttp"
 	"github.com/rafthttp/rafthttp/internal/clustertest"
 )
-
-// dlNode is a Layer whose Handler is mounted on a loopback HTTP server.
-type dlNode struct {
-	server  *httptest.Server
-	handler *rafthttp.Handler
-	layer   *rafthttp.Layer
-	addr    raft.ServerAddress
-}
-
-// dlStartNode starts a node with its Handler mounted at path.
-func dlStartNode(t *testing.T, path string) *dlNode {
-	t.Helper()
-	return dlStartNodeMounted(t, path, path, nil)
-}
-
-// dlStartNodeMounted starts a node whose Handler, wrapped by wrap if not
-// nil, is mounted on a ServeMux under pattern, for a Layer using path. The
-// Layer dials with its default Dial. Layer and server are closed when the
-// test ends.
-func dlStartNodeMounted(t *testing.T, path, pattern string, wrap func(http.Handler) http.Handler) *dlNode {
-	t.Helper()
-	logger := clustertest.DebugLogger(t, "node")
-	handler := rafthttp.NewHandlerWithLogger(logger)
-	var served http.Handler = handler
-	if wrap != nil {
-		served = wrap(handler)
-	}
-	mux := http.NewServeMux()
-	mux.Handle(pattern, served)
-	server := httptest.NewUnstartedServer(mux)
-	server.Config.ErrorLog = logger.StandardLogger(&hclog.StandardLoggerOptions{})
-	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
-		Path: path, Addr: server.Listener.Addr(), Handler: handler, Logger: logger,
-	})
-	require.NoError(t, err)
-	server.Start()
-	t.Cleanup(server.Close)
-	t.Cleanup(func() { assert.NoError(t, layer.Close()) })
-	return &dlNode{server: server, handler: handler, layer: layer, addr: raft.ServerAddress(server.Listener.Addr().String())}
-}
-
-type dlAcceptResult struct {
-	conn net.Conn
-	err  error
-}
-
-// dlAcceptAsync calls layer.Accept in a goroutine and delivers its result.
-// The goroutine ends at the latest when the layer is closed.
-func dlAcceptAsync(layer *rafthttp.Layer) <-chan dlAcceptResult {
-	results := make(chan dlAcceptResult, 1)
-	go func() {
-		conn, err := layer.Accept()
-		results <- dlAcceptResult{conn, err}
-	}()
-	return results
-}
-
-// dlAccept waits, bounded, for the next connection the layer accepts.
-func dlAccept(t *testing.T, layer *rafthttp.Layer) net.Conn {
-	t.Helper()
-	r := receive(t, dlAcceptAsync(layer), "Accept")
-	require.NoError(t, r.err)
-	t.Cleanup(func() { r.conn.Close() })
-	return r.conn
-}
-
-// dlPair dials node from client and returns both ends of the upgraded
-// connection.
-func dlPair(t *testing.T, client *rafthttp.Layer, node *dlNode) (dialed, accepted net.Conn) {
-	t.Helper()
-	dialed, err := client.Dial(node.addr, dlWait)
-	require.NoError(t, err)
-	t.Cleanup(func() { dialed.Close() })
-	return dialed, dlAccept(t, node.layer)
-}
-
-// dlExchange checks that bytes flow both ways between a and b.
-func dlExchange(t *testing.T, a, b net.Conn) {
-	t.Helper()
-	require.NoError(t, a.SetDeadline(time.Now().Add(dlWait)))
-	require.NoError(t, b.SetDeadline(time.Now().Add(dlWait)))
-	for _, dir := range []struct {
-		from, to net.Conn
-		text     string
-	}{{a, b, "ping"}, {b, a, "pong"}} {
-		_, err := io.WriteString(dir.from, dir.text)
-		require.NoError(t, err)
-		got := make([]byte, len(dir.text))
-		_, err = io.ReadFull(dir.to, got)
-		require.NoError(t, err)
-		assert.Equal(t, dir.text, string(got))
-	}
-	require.NoError(t, a.SetDeadline(time.Time{}))
-	require.NoError(t, b.SetDeadline(time.Time{}))
-}
-
-type dlReadResult struct {
-	n   int
-	err error
-}
-
-// dlReadAsync starts a read on conn and delivers its result.
-func dlReadAsync(conn net.Conn) <-chan dlReadResult {
-	results := make(chan dlReadResult, 1)
-	go func() {
-		n, err := conn.Read(make([]byte, 1))
-		results <- dlReadResult{n, err}
-	}()
-	return results
-}
-
-// dlAssertBlocked checks that nothing arrives on ch for a short while: the
-// operation behind it is blocked, as the test needs it to be.
-func dlAssertBlocked[T any](t *testing.T, ch <-chan T, what string) {
-	t.Helper()
-	select {
-	case value := <-ch:
-		t.Fatalf("%s returned early: %v", what, value)
-	case <-time.After(50 * time.Millisecond):
-	}
-}
-
-var dlAdvertised = &net.TCPAddr{IP: net.IPv4(10, 0, 0, 7), Port: 8080}
 
 // TestNewLayerWithConfig checks that the constructor validates its config
 // up front and applies the defaults of optional fields.
@@ -181,7 +57,7 @@ func TestNewLayerWithConfig(t *testing.T) {
 			t.Parallel()
 			config := rafthttp.LayerConfig{Path: tt.path, Dial: tt.dial, Logger: tt.logger}
 			if !tt.noAddr {
-				config.Addr = dlAdvertised
+				config.Addr = advertised
 			}
 			if !tt.noHand {
 				handler := rafthttp.NewHandlerWithLogger(clustertest.DebugLogger(t, "handler"))
@@ -213,22 +89,22 @@ func TestNewLayerPanics(t *testing.T) {
 		new  func() *rafthttp.Layer
 	}{
 		{name: "NewLayer relative path", new: func() *rafthttp.Layer {
-			return rafthttp.NewLayer("raft", dlAdvertised, handler, nil)
+			return rafthttp.NewLayer("raft", advertised, handler, nil)
 		}},
 		{name: "NewLayer empty path", new: func() *rafthttp.Layer {
-			return rafthttp.NewLayer("", dlAdvertised, handler, nil)
+			return rafthttp.NewLayer("", advertised, handler, nil)
 		}},
 		{name: "NewLayer query", new: func() *rafthttp.Layer {
-			return rafthttp.NewLayer("/raft?x", dlAdvertised, handler, nil)
+			return rafthttp.NewLayer("/raft?x", advertised, handler, nil)
 		}},
 		{name: "NewLayer nil Addr", new: func() *rafthttp.Layer {
 			return rafthttp.NewLayer("/raft", nil, handler, nil)
 		}},
 		{name: "NewLayer nil Handler", new: func() *rafthttp.Layer {
-			return rafthttp.NewLayer("/raft", dlAdvertised, nil, nil)
+			return rafthttp.NewLayer("/raft", advertised, nil, nil)
 		}},
 		{name: "NewLayerWithLogger control character", new: func() *rafthttp.Layer {
-			return rafthttp.NewLayerWithLogger("/raft\n", dlAdvertised, handler, nil, hclog.NewNullLogger())
+			return rafthttp.NewLayerWithLogger("/raft\n", advertised, handler, nil, hclog.NewNullLogger())
 		}},
 	}
 	for _, tt := range tests {
@@ -241,10 +117,10 @@ func TestNewLayerPanics(t *testing.T) {
 		t.Parallel()
 		for _, newLayer := range []func(*rafthttp.Handler) *rafthttp.Layer{
 			func(h *rafthttp.Handler) *rafthttp.Layer {
-				return rafthttp.NewLayer("/raft", dlAdvertised, h, nil)
+				return rafthttp.NewLayer("/raft", advertised, h, nil)
 			},
 			func(h *rafthttp.Handler) *rafthttp.Layer {
-				return rafthttp.NewLayerWithLogger("/raft", dlAdvertised, h, rafthttp.NewDialTCP(), hclog.NewNullLogger())
+				return rafthttp.NewLayerWithLogger("/raft", advertised, h, rafthttp.NewDialTCP(), hclog.NewNullLogger())
 			},
 		} {
 			var layer *rafthttp.Layer
@@ -259,9 +135,9 @@ func TestNewLayerPanics(t *testing.T) {
 func TestLayerAddr(t *testing.T) {
 	t.Parallel()
 	handler := rafthttp.NewHandlerWithLogger(clustertest.DebugLogger(t, "handler"))
-	layer := rafthttp.NewLayer("/raft", dlAdvertised, handler, nil)
+	layer := rafthttp.NewLayer("/raft", advertised, handler, nil)
 	t.Cleanup(func() { layer.Close() })
-	assert.Equal(t, net.Addr(dlAdvertised), layer.Addr())
+	assert.Equal(t, net.Addr(advertised), layer.Addr())
 	assert.Equal(t, "10.0.0.7:8080", layer.Addr().String())
 }
 
@@ -269,19 +145,19 @@ func TestLayerAddr(t *testing.T) {
 // plain TCP, through every constructor.
 func TestLayerNilDialUsesTCP(t *testing.T) {
 	t.Parallel()
-	node := dlStartNode(t, "/raft")
+	node := startServer(t, serverOptions{})
 	tests := []struct {
 		name string
 		new  func(*rafthttp.Handler) (*rafthttp.Layer, error)
 	}{
 		{name: "NewLayer", new: func(h *rafthttp.Handler) (*rafthttp.Layer, error) {
-			return rafthttp.NewLayer("/raft", dlAdvertised, h, nil), nil
+			return rafthttp.NewLayer("/raft", advertised, h, nil), nil
 		}},
 		{name: "NewLayerWithLogger", new: func(h *rafthttp.Handler) (*rafthttp.Layer, error) {
-			return rafthttp.NewLayerWithLogger("/raft", dlAdvertised, h, nil, nil), nil
+			return rafthttp.NewLayerWithLogger("/raft", advertised, h, nil, nil), nil
 		}},
 		{name: "NewLayerWithConfig", new: func(h *rafthttp.Handler) (*rafthttp.Layer, error) {
-			return rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{Path: "/raft", Addr: dlAdvertised, Handler: h})
+			return rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{Path: "/raft", Addr: advertised, Handler: h})
 		}},
 	}
 	for _, tt := range tests {
@@ -290,8 +166,8 @@ func TestLayerNilDialUsesTCP(t *testing.T) {
 			layer, err := tt.new(rafthttp.NewHandlerWithLogger(clustertest.DebugLogger(t, "client")))
 			require.NoError(t, err)
 			t.Cleanup(func() { layer.Close() })
-			dialed, accepted := dlPair(t, layer, node)
-			dlExchange(t, dialed, accepted)
+			dialed, accepted := node.connect(t, layer)
+			exchange(t, dialed, accepted)
 		})
 	}
 }
@@ -328,10 +204,10 @@ func TestLayerPathEscaping(t *testing.T) {
 					next.ServeHTTP(w, r)
 				})
 			}
-			node := dlStartNodeMounted(t, tt.path, tt.pattern, record)
-			client := dlLayer(t, tt.path, nil)
-			dialed, accepted := dlPair(t, client, node)
-			dlExchange(t, dialed, accepted)
+			node := startServer(t, serverOptions{path: tt.path, pattern: tt.pattern, wrap: record})
+			client := newLayer(t, rafthttp.LayerConfig{Path: tt.path, EagerHandshake: true})
+			dialed, accepted := node.connect(t, client)
+			exchange(t, dialed, accepted)
 			got := receive(t, requests, "the request")
 			assert.Equal(t, tt.wantOnWire, got.requestURI, "escaped on the wire")
 			assert.Equal(t, tt.path, got.path, "the server sees the path")
@@ -344,19 +220,33 @@ func TestLayerPathEscaping(t *testing.T) {
 // called and one called afterwards.
 func TestLayerAcceptAfterClose(t *testing.T) {
 	t.Parallel()
-	handler := rafthttp.NewHandlerWithLogger(clustertest.DebugLogger(t, "handler"))
-	layer := rafthttp.NewLayer("/raft", dlAdvertised, handler, nil)
-	t.Cleanup(func() { layer.Close() })
+	node := startServer(t, serverOptions{config: rafthttp.HandlerConfig{Timeout: shortTimeout}})
+	// Two Accepts wait for one upgrade: one returns it, exactly it, and
+	// the other is still waiting when Close is called. The upgrade comes
+	// once the Handler's timeout, the only one there is, has passed.
+	blocked := make(chan connResult, 2)
+	for range 2 {
+		go func() {
+			conn, err := node.layer.Accept()
+			blocked <- connResult{conn, err}
+		}()
+	}
+	waitPast(time.Now().Add(2 * shortTimeout))
+	const marker = "the one upgrade"
+	write(t, dialConn(t, eagerLayer(t, nil), node.addr(), testWait), marker)
+	r := receive(t, blocked, "a blocked Accept to return the upgrade")
+	require.NoError(t, r.err)
+	accepted := r.conn
+	t.Cleanup(func() { accepted.Close() })
+	require.Equal(t, marker, readFull(t, accepted, len(marker)), "Accept returned some other connection")
 
-	blocked := dlAcceptAsync(layer)
-	dlAssertBlocked(t, blocked, "Accept before Close")
-	require.NoError(t, layer.Close())
-	r := receive(t, blocked, "the blocked Accept to return after Close")
+	require.NoError(t, node.layer.Close())
+	r = receive(t, blocked, "the blocked Accept to return after Close")
 	assert.Nil(t, r.conn)
 	assert.ErrorIs(t, r.err, net.ErrClosed)
 	assert.ErrorIs(t, r.err, rafthttp.ErrClosed)
 
-	r = receive(t, dlAcceptAsync(layer), "Accept after Close")
+	r = receive(t, acceptAsync(node.layer.Accept), "Accept after Close")
 	assert.Nil(t, r.conn)
 	assert.ErrorIs(t, r.err, net.ErrClosed)
 	assert.ErrorIs(t, r.err, rafthttp.ErrClosed)
@@ -368,7 +258,7 @@ func TestLayerAcceptAfterClose(t *testing.T) {
 // any 101.
 func TestLayerCloseIdempotent(t *testing.T) {
 	t.Parallel()
-	node := dlStartNode(t, "/raft")
+	node := startServer(t, serverOptions{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
 	for range 3 {
@@ -381,17 +271,13 @@ func TestLayerCloseIdempotent(t *testing.T) {
 	}
 	assert.NoError(t, node.layer.Close())
 
-	select {
-	case _, ok := <-node.handler.Requests():
-		assert.False(t, ok, "no request was sent")
-	case <-time.After(dlWait):
-		t.Fatal("the Handler's Requests channel is still open after Layer.Close")
-	}
+	request := receive(t, node.handler.Requests(), "the Handler's Requests channel to close after Layer.Close")
+	assert.Nil(t, request, "no request was sent")
 
-	conn, err := dlLayer(t, "/raft", nil).Dial(node.addr, dlWait)
+	conn, err := eagerLayer(t, nil).Dial(node.raftAddr(), testWait)
 	require.Nil(t, conn)
-	upgradeErr := dlUpgradeError(t, err, string(node.addr))
-	assert.Equal(t, "status", upgradeErr.Step)
+	upgradeErr := requireUpgradeError(t, err, node.addr())
+	assert.Equal(t, rafthttp.StepStatus, upgradeErr.Step)
 	var statusErr *rafthttp.StatusError
 	require.ErrorAs(t, err, &statusErr)
 	assert.Equal(t, http.StatusServiceUnavailable, statusErr.StatusCode)
@@ -401,8 +287,8 @@ func TestLayerCloseIdempotent(t *testing.T) {
 // context forms fail with ErrClosed after Close, even against a live peer.
 func TestLayerMethodsAfterClose(t *testing.T) {
 	t.Parallel()
-	peer := dlStartNode(t, "/raft")
-	layer := dlLayer(t, "/raft", nil)
+	peer := startServer(t, serverOptions{})
+	layer := eagerLayer(t, nil)
 	require.NoError(t, layer.Close())
 
 	tests := []struct {
@@ -410,27 +296,27 @@ func TestLayerMethodsAfterClose(t *testing.T) {
 		call func(ctx context.Context) error
 	}{
 		{name: "Dial", call: func(context.Context) error {
-			conn, err := layer.Dial(peer.addr, dlWait)
+			conn, err := layer.Dial(peer.raftAddr(), testWait)
 			assert.Nil(t, conn)
 			return err
 		}},
 		{name: "DialContext", call: func(ctx context.Context) error {
-			conn, err := layer.DialContext(ctx, peer.addr)
+			conn, err := layer.DialContext(ctx, peer.raftAddr())
 			assert.Nil(t, conn)
 			return err
 		}},
-		{name: "Join", call: func(context.Context) error { return layer.Join("a", peer.addr, dlWait) }},
-		{name: "JoinContext", call: func(ctx context.Context) error { return layer.JoinContext(ctx, "a", peer.addr) }},
-		{name: "JoinNonvoterContext", call: func(ctx context.Context) error { return layer.JoinNonvoterContext(ctx, "a", peer.addr) }},
-		{name: "Leave", call: func(context.Context) error { return layer.Leave("a", peer.addr, dlWait) }},
-		{name: "LeaveContext", call: func(ctx context.Context) error { return layer.LeaveContext(ctx, "a", peer.addr) }},
+		{name: "Join", call: func(context.Context) error { return layer.Join("a", peer.raftAddr(), testWait) }},
+		{name: "JoinContext", call: func(ctx context.Context) error { return layer.JoinContext(ctx, "a", peer.raftAddr()) }},
+		{name: "JoinNonvoterContext", call: func(ctx context.Context) error { return layer.JoinNonvoterContext(ctx, "a", peer.raftAddr()) }},
+		{name: "Leave", call: func(context.Context) error { return layer.Leave("a", peer.raftAddr(), testWait) }},
+		{name: "LeaveContext", call: func(ctx context.Context) error { return layer.LeaveContext(ctx, "a", peer.raftAddr()) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			// Bounded, so a method that ignored Close would fail rather
 			// than hang.
-			ctx, cancel := context.WithTimeout(context.Background(), dlWait)
+			ctx, cancel := context.WithTimeout(context.Background(), testWait)
 			defer cancel()
 			err := tt.call(ctx)
 			assert.ErrorIs(t, err, rafthttp.ErrClosed)
@@ -443,14 +329,14 @@ func TestLayerMethodsAfterClose(t *testing.T) {
 // ErrClosed instead of leaving it to its timeout.
 func TestLayerCloseCancelsJoin(t *testing.T) {
 	t.Parallel()
-	peer := dlStartNode(t, "/raft")
-	layer := dlLayer(t, "/raft", nil)
+	peer := startServer(t, serverOptions{})
+	layer := eagerLayer(t, nil)
 	// Canceled when the test ends, so a Join that Close failed to stop
 	// still ends before the servers close.
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	results := make(chan error, 1)
-	go func() { results <- layer.JoinContext(ctx, "a", peer.addr) }()
+	go func() { results <- layer.JoinContext(ctx, "a", peer.raftAddr()) }()
 	// Take the request and never answer it: the Join is in flight.
 	receive(t, peer.handler.Requests(), "the join request")
 	require.NoError(t, layer.Close())
@@ -475,13 +361,13 @@ func TestLayerCloseClosesUpgradedConns(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			node := dlStartNode(t, "/raft")
-			client := dlLayer(t, "/raft", nil)
-			dialed, accepted := dlPair(t, client, node)
-			dlExchange(t, dialed, accepted)
+			node := startServer(t, serverOptions{})
+			client := eagerLayer(t, nil)
+			dialed, accepted := node.connect(t, client)
+			exchange(t, dialed, accepted)
 
 			// Two connections each way, so Close has more than one to close.
-			dialed2, accepted2 := dlPair(t, client, node)
+			dialed2, accepted2 := node.connect(t, client)
 
 			own, peer := []net.Conn{dialed, dialed2}, []net.Conn{accepted, accepted2}
 			closing := client
@@ -489,24 +375,31 @@ func TestLayerCloseClosesUpgradedConns(t *testing.T) {
 				own, peer = peer, own
 				closing = node.layer
 			}
-			var ownReads, peerReads []<-chan dlReadResult
+			var ownReads, peerReads []<-chan readResult
 			for i := range own {
-				ownReads = append(ownReads, dlReadAsync(own[i]))
-				peerReads = append(peerReads, dlReadAsync(peer[i]))
+				ownReads = append(ownReads, readEach(own[i]))
+				peerReads = append(peerReads, readEach(peer[i]))
 			}
-			dlAssertBlocked(t, ownReads[0], "a read before Close")
+			// Each read waits for its peer: it returns exactly the byte
+			// the peer then sends, and reads on.
+			for i := range own {
+				write(t, peer[i], "x")
+				r := receive(t, ownReads[i], "a read to return the peer's byte")
+				require.NoError(t, r.err)
+				require.Equal(t, "x", r.data)
+			}
 
 			require.NoError(t, closing.Close())
 			for i := range own {
 				r := receive(t, ownReads[i], "a read on a conn the Layer handed out to return after Close")
-				assert.Zero(t, r.n)
+				assert.Empty(t, r.data)
 				if tt.closeServer {
 					assert.Equal(t, io.EOF, r.err, "raft sees an orderly end of stream")
 				} else {
 					assert.Error(t, r.err)
 				}
 				r = receive(t, peerReads[i], "the peer to see the socket close")
-				assert.Zero(t, r.n)
+				assert.Empty(t, r.data)
 				assert.ErrorIs(t, r.err, io.EOF)
 			}
 		})
@@ -519,12 +412,12 @@ func TestLayerCloseClosesUpgradedConns(t *testing.T) {
 // the package's goleak check verifies.
 func TestLayerNetworkTransport(t *testing.T) {
 	t.Parallel()
-	nodes := []*dlNode{dlStartNode(t, "/raft"), dlStartNode(t, "/raft")}
+	nodes := []*testServer{startServer(t, serverOptions{}), startServer(t, serverOptions{})}
 	logger := clustertest.DebugLogger(t, "transport")
 	var transports []*raft.NetworkTransport
 	for _, node := range nodes {
 		transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream: node.layer, MaxPool: 2, Timeout: dlWait, Logger: logger,
+			Stream: node.layer, MaxPool: 2, Timeout: testWait, Logger: logger,
 		})
 		t.Cleanup(func() { transport.Close() })
 		transports = append(transports, transport)
@@ -561,12 +454,12 @@ func TestLayerNetworkTransport(t *testing.T) {
 	for round := range 2 { // the second round reuses pooled connections
 		for from, to := range []int{1, 0} {
 			request := &raft.AppendEntriesRequest{
-				RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, Addr: []byte(nodes[from].addr)},
+				RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, Addr: []byte(nodes[from].raftAddr())},
 				Term:      uint64(10*round + from + 1),
 				Entries:   []*raft.Log{{Index: 1, Term: 1, Type: raft.LogCommand, Data: []byte("a")}, {Index: 2, Term: 1, Type: raft.LogCommand, Data: []byte("b")}},
 			}
 			var response raft.AppendEntriesResponse
-			err := transports[from].AppendEntries("node", nodes[to].addr, request, &response)
+			err := transports[from].AppendEntries("node", nodes[to].raftAddr(), request, &response)
 			require.NoError(t, err, "round %d from %d to %d", round, from, to)
 			assert.True(t, response.Success)
 			assert.Equal(t, request.Term, response.Term)
@@ -578,7 +471,27 @@ func TestLayerNetworkTransport(t *testing.T) {
 		require.NoError(t, transport.Close())
 	}
 	for _, node := range nodes {
-		r := receive(t, dlAcceptAsync(node.layer), "Accept after the transport closed")
+		r := receive(t, acceptAsync(node.layer.Accept), "Accept after the transport closed")
 		assert.ErrorIs(t, r.err, net.ErrClosed, "closing the transport closed the Layer")
 	}
+}
+
+// TestLayerForgetsConnsClosedByUser checks that a connection the user
+// closes before Layer.Close is no longer tracked, on the dialing and on the
+// accepting side, so the set does not grow with every connection raft ever
+// opened and Close does not close them again.
+func TestLayerForgetsConnsClosedByUser(t *testing.T) {
+	t.Parallel()
+	node := startServer(t, serverOptions{})
+	// The layer dials its own server, so it holds both ends.
+	dialed, accepted := node.connect(t, node.layer)
+	assert.Equal(t, 2, rafthttp.TrackedConns(node.layer), "both ends are tracked")
+
+	require.NoError(t, dialed.Close())
+	assert.Equal(t, 1, rafthttp.TrackedConns(node.layer), "the dialed conn is forgotten once closed")
+	require.NoError(t, accepted.Close())
+	assert.Equal(t, 0, rafthttp.TrackedConns(node.layer), "the accepted conn is forgotten once closed")
+
+	require.NoError(t, node.layer.Close())
+	assert.Equal(t, 0, rafthttp.TrackedConns(node.layer))
 }

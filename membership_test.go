@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rafthttp/rafthttp"
+	"github.com/rafthttp/rafthttp/internal/clustertest"
 	"github.com/rafthttp/rafthttp/raftmembership"
 )
 
@@ -69,15 +71,15 @@ func TestChangeMembershipQuery(t *testing.T) {
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
 			t.Parallel()
-			server := newMSServer(t, msOK)
+			server := newScriptedServer(t, respondOK)
 			dial := recordDial(rafthttp.NewDialTCP())
-			err := rafthttp.ChangeMembership(test.kind, msPath, dial.Dial, test.id, test.address, server.addr, msWait)
+			err := rafthttp.ChangeMembership(test.kind, raftPath, dial.Dial, test.id, test.address, server.addr, testWait)
 			require.NoError(t, err)
 
 			seen := server.seen()
 			require.Len(t, seen, 1)
 			assert.Equal(t, test.wantMethod, seen[0].Method)
-			assert.Equal(t, msPath, seen[0].Path)
+			assert.Equal(t, raftPath, seen[0].Path)
 			assert.Equal(t, server.addr, seen[0].Host)
 			// Parse the raw query strictly: URL.Query drops what it cannot
 			// decode, which would hide a badly encoded value.
@@ -85,8 +87,7 @@ func TestChangeMembershipQuery(t *testing.T) {
 			require.NoError(t, err, "raw query %q", seen[0].RawQuery)
 			assert.Equal(t, test.wantQuery, query, "raw query %q", seen[0].RawQuery)
 			assert.NotContains(t, seen[0].RawQuery, " ")
-			dial.requireClosed(t)
-			server.requireConnsClosed(t)
+			requireAllClosed(t, dial, server)
 		})
 	}
 }
@@ -94,9 +95,9 @@ func TestChangeMembershipQuery(t *testing.T) {
 // The mount path is escaped on the request line and arrives as given.
 func TestChangeMembershipPathEscaping(t *testing.T) {
 	t.Parallel()
-	server := newMSServer(t, msOK)
+	server := newScriptedServer(t, respondOK)
 	const path = "/raft cluster/nœud"
-	require.NoError(t, rafthttp.ChangeMembership(raftmembership.LeaveRequest, path, rafthttp.NewDialTCP(), "node1", "", server.addr, msWait))
+	require.NoError(t, rafthttp.ChangeMembership(raftmembership.LeaveRequest, path, rafthttp.NewDialTCP(), "node1", "", server.addr, testWait))
 	seen := server.seen()
 	require.Len(t, seen, 1)
 	assert.Equal(t, path, seen[0].Path)
@@ -106,7 +107,7 @@ func TestChangeMembershipPathEscaping(t *testing.T) {
 // the right kind of change.
 func TestMembershipLayerMethods(t *testing.T) {
 	t.Parallel()
-	const advertise = "127.0.0.1:7000"
+	advertise := advertised.String()
 	tests := []struct {
 		name       string
 		call       func(layer *rafthttp.Layer, target raft.ServerAddress) error
@@ -115,7 +116,7 @@ func TestMembershipLayerMethods(t *testing.T) {
 	}{
 		{
 			name:       "Join",
-			call:       func(l *rafthttp.Layer, target raft.ServerAddress) error { return l.Join("node 1", target, msWait) },
+			call:       func(l *rafthttp.Layer, target raft.ServerAddress) error { return l.Join("node 1", target, testWait) },
 			wantMethod: http.MethodPost,
 			wantQuery:  url.Values{"id": {"node 1"}, "address": {advertise}},
 		},
@@ -137,7 +138,7 @@ func TestMembershipLayerMethods(t *testing.T) {
 		},
 		{
 			name:       "Leave",
-			call:       func(l *rafthttp.Layer, target raft.ServerAddress) error { return l.Leave("node 1", target, msWait) },
+			call:       func(l *rafthttp.Layer, target raft.ServerAddress) error { return l.Leave("node 1", target, testWait) },
 			wantMethod: http.MethodDelete,
 			wantQuery:  url.Values{"id": {"node 1"}},
 		},
@@ -153,19 +154,18 @@ func TestMembershipLayerMethods(t *testing.T) {
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
 			t.Parallel()
-			server := newMSServer(t, msOK)
+			server := newScriptedServer(t, respondOK)
 			dial := recordDial(rafthttp.NewDialTCP())
-			layer := msLayer(t, advertise, dial.Dial)
+			layer := newLayer(t, rafthttp.LayerConfig{Dial: dial.Dial})
 			require.NoError(t, test.call(layer, raft.ServerAddress(server.addr)))
 
 			seen := server.seen()
 			require.Len(t, seen, 1)
 			assert.Equal(t, test.wantMethod, seen[0].Method)
-			assert.Equal(t, msPath, seen[0].Path)
+			assert.Equal(t, raftPath, seen[0].Path)
 			assert.Equal(t, test.wantQuery, seen[0].Query)
 			assert.Equal(t, []string{server.addr}, dial.dialed(), "the Layer's Dial was not used")
-			dial.requireClosed(t)
-			server.requireConnsClosed(t)
+			requireAllClosed(t, dial, server)
 		})
 	}
 }
@@ -174,17 +174,16 @@ func TestMembershipLayerMethods(t *testing.T) {
 // connection behind.
 func TestMembershipLayerRepeatedCalls(t *testing.T) {
 	t.Parallel()
-	server := newMSServer(t, msOK)
+	server := newScriptedServer(t, respondOK)
 	dial := recordDial(rafthttp.NewDialTCP())
-	layer := msLayer(t, "127.0.0.1:7000", dial.Dial)
+	layer := newLayer(t, rafthttp.LayerConfig{Dial: dial.Dial})
 	for i := range 5 {
-		require.NoError(t, layer.Join(raft.ServerID(fmt.Sprintf("node%d", i)), raft.ServerAddress(server.addr), msWait))
-		require.NoError(t, layer.Leave(raft.ServerID(fmt.Sprintf("node%d", i)), raft.ServerAddress(server.addr), msWait))
+		require.NoError(t, layer.Join(raft.ServerID(fmt.Sprintf("node%d", i)), raft.ServerAddress(server.addr), testWait))
+		require.NoError(t, layer.Leave(raft.ServerID(fmt.Sprintf("node%d", i)), raft.ServerAddress(server.addr), testWait))
 	}
 	assert.Equal(t, 10, server.count())
 	// The Layer is still open: its client must not keep connections idle.
-	dial.requireClosed(t)
-	server.requireConnsClosed(t)
+	requireAllClosed(t, dial, server)
 }
 
 // Not the leader: the request is sent again, with the same method and
@@ -208,15 +207,15 @@ func TestChangeMembershipFollowsRedirects(t *testing.T) {
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
 			t.Parallel()
-			leader := newMSServer(t, msOK)
-			servers := []*msServer{leader}
+			leader := newScriptedServer(t, respondOK)
+			servers := []*scriptedServer{leader}
 			next := leader
 			for range test.hops {
-				next = newMSServer(t, redirectTo("http", next.addr, test.status))
-				servers = append([]*msServer{next}, servers...)
+				next = newScriptedServer(t, redirectTo("http", next.addr, test.status))
+				servers = append([]*scriptedServer{next}, servers...)
 			}
 			dial := recordDial(rafthttp.NewDialTCP())
-			err := rafthttp.ChangeMembership(test.kind, msPath, dial.Dial, "node 1", "10.0.0.1:8080", servers[0].addr, msWait)
+			err := rafthttp.ChangeMembership(test.kind, raftPath, dial.Dial, "node 1", "10.0.0.1:8080", servers[0].addr, testWait)
 			require.NoError(t, err)
 
 			var wantDialed []string
@@ -250,9 +249,9 @@ func TestChangeMembershipRedirectLoop(t *testing.T) {
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
 			t.Parallel()
-			var servers []*msServer
+			var servers []*scriptedServer
 			for i := range test.servers {
-				servers = append(servers, newMSServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+				servers = append(servers, newScriptedServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
 					// Each server redirects to the next, the last to the first.
 					redirectTo("http", servers[(i+1)%len(servers)].addr, http.StatusTemporaryRedirect)(w, r, n)
 				}))
@@ -260,7 +259,7 @@ func TestChangeMembershipRedirectLoop(t *testing.T) {
 			const timeout = 500 * time.Millisecond
 			start := time.Now()
 			dial := recordDial(rafthttp.NewDialTCP())
-			err := rafthttp.ChangeMembership(raftmembership.JoinRequest, msPath, dial.Dial, "node1", "10.0.0.1:8080", servers[0].addr, timeout)
+			err := rafthttp.ChangeMembership(raftmembership.JoinRequest, raftPath, dial.Dial, "node1", "10.0.0.1:8080", servers[0].addr, timeout)
 			elapsed := time.Since(start)
 
 			require.Error(t, err)
@@ -269,7 +268,7 @@ func TestChangeMembershipRedirectLoop(t *testing.T) {
 			// between attempts: see
 			// TestChangeMembershipTimeoutMidAttemptKeepsLastStatus.
 			assert.GreaterOrEqual(t, elapsed, timeout, "a redirect loop is worth retrying until the timeout")
-			assert.Less(t, elapsed, timeout+msWait/2)
+			assert.Less(t, elapsed, timeout+testWait/2)
 			total := 0
 			for _, server := range servers {
 				total += server.count()
@@ -288,21 +287,18 @@ func TestChangeMembershipRedirectLoop(t *testing.T) {
 // any settled or settling cluster produces never reaches its end.
 func TestChangeMembershipRedirectBound(t *testing.T) {
 	t.Parallel()
-	leader := newMSServer(t, msOK)
-	servers := []*msServer{leader}
+	leader := newScriptedServer(t, respondOK)
+	servers := []*scriptedServer{leader}
 	for range 10 {
-		servers = append([]*msServer{newMSServer(t, redirectTo("http", servers[0].addr, http.StatusTemporaryRedirect))}, servers...)
+		servers = append([]*scriptedServer{newScriptedServer(t, redirectTo("http", servers[0].addr, http.StatusTemporaryRedirect))}, servers...)
 	}
 	dial := recordDial(rafthttp.NewDialTCP())
-	err := rafthttp.ChangeMembership(raftmembership.JoinRequest, msPath, dial.Dial, "node1", "10.0.0.1:8080", servers[0].addr, 300*time.Millisecond)
+	err := rafthttp.ChangeMembership(raftmembership.JoinRequest, raftPath, dial.Dial, "node1", "10.0.0.1:8080", servers[0].addr, 300*time.Millisecond)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Equal(t, 0, leader.count(), "followed more than ten redirects in one attempt")
 	assert.Greater(t, servers[0].count(), 1, "the attempt was not retried")
-	dial.requireClosed(t)
-	for _, server := range servers {
-		server.requireConnsClosed(t)
-	}
+	requireAllClosed(t, dial, servers...)
 }
 
 // In a TLS cluster every hop is TLS, dialed by the TLS Dial itself, whether
@@ -319,21 +315,21 @@ func TestChangeMembershipRedirectOverTLS(t *testing.T) {
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
 			t.Parallel()
-			leader := newMSTLSServer(t, msOK)
-			follower := newMSTLSServer(t, redirectTo(test.scheme, leader.addr, http.StatusTemporaryRedirect))
-			dial := recordDial(rafthttp.NewDialTLS(msTrustServers(leader, follower)))
+			leader := newScriptedTLSServer(t, respondOK)
+			follower := newScriptedTLSServer(t, redirectTo(test.scheme, leader.addr, http.StatusTemporaryRedirect))
+			dial := recordDial(rafthttp.NewDialTLS(trust(leader.Server, follower.Server)))
 
-			err := rafthttp.ChangeMembership(raftmembership.JoinRequest, msPath, dial.Dial, "node1", "10.0.0.1:8080", follower.addr, msWait)
+			err := rafthttp.ChangeMembership(raftmembership.JoinRequest, raftPath, dial.Dial, "node1", "10.0.0.1:8080", follower.addr, testWait)
 			require.NoError(t, err)
 
-			for _, server := range []*msServer{follower, leader} {
+			for _, server := range []*scriptedServer{follower, leader} {
 				seen := server.seen()
 				require.Len(t, seen, 1, "server %s", server.addr)
 				assert.True(t, seen[0].TLS, "server %s got a request outside TLS", server.addr)
 				assert.Equal(t, "node1", seen[0].Query.Get("id"))
 				// TLS inside TLS, or plain text to a TLS port, shows up as
 				// a handshake error in the server's log.
-				assert.Empty(t, server.logged(), "server %s", server.addr)
+				assert.Empty(t, server.errors.String(), "server %s", server.addr)
 				server.requireConnsClosed(t)
 			}
 			assert.Equal(t, []string{follower.addr, leader.addr}, dial.dialed())
@@ -360,7 +356,7 @@ func TestChangeMembershipRetriesUnavailable(t *testing.T) {
 		t.Run(test.name, func(t *testing.T) {
 			t.Parallel()
 			const failures = 4
-			server := newMSServer(t, func(w http.ResponseWriter, _ *http.Request, n int) {
+			server := newScriptedServer(t, func(w http.ResponseWriter, _ *http.Request, n int) {
 				if n <= failures {
 					if test.retryAfter != "" {
 						w.Header().Set("Retry-After", test.retryAfter)
@@ -372,7 +368,7 @@ func TestChangeMembershipRetriesUnavailable(t *testing.T) {
 			})
 			dial := recordDial(rafthttp.NewDialTCP())
 			start := time.Now()
-			err := rafthttp.ChangeMembership(raftmembership.JoinRequest, msPath, dial.Dial, "node1", "10.0.0.1:8080", server.addr, msWait)
+			err := rafthttp.ChangeMembership(raftmembership.JoinRequest, raftPath, dial.Dial, "node1", "10.0.0.1:8080", server.addr, testWait)
 			require.NoError(t, err)
 			assert.Less(t, time.Since(start), 5*time.Second, "retries waited too long")
 
@@ -388,8 +384,7 @@ func TestChangeMembershipRetriesUnavailable(t *testing.T) {
 			// Jittered exponential backoff: each wait is at least the
 			// previous one's base, so the waits grow.
 			assert.Greater(t, gaps[len(gaps)-1], 2*gaps[0], "waits do not grow: %v", gaps)
-			dial.requireClosed(t)
-			server.requireConnsClosed(t)
+			requireAllClosed(t, dial, server)
 		})
 	}
 }
@@ -413,12 +408,12 @@ func TestChangeMembershipFinalStatus(t *testing.T) {
 		t.Run(test.name, func(t *testing.T) {
 			t.Parallel()
 			reason := fmt.Sprintf("rafthttp: reason %d", test.status)
-			server := newMSServer(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
+			server := newScriptedServer(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
 				http.Error(w, reason, test.status)
 			})
 			dial := recordDial(rafthttp.NewDialTCP())
 			start := time.Now()
-			err := rafthttp.ChangeMembership(raftmembership.JoinRequest, msPath, dial.Dial, "node1", "10.0.0.1:8080", server.addr, msWait)
+			err := rafthttp.ChangeMembership(raftmembership.JoinRequest, raftPath, dial.Dial, "node1", "10.0.0.1:8080", server.addr, testWait)
 			elapsed := time.Since(start)
 
 			require.Error(t, err)
@@ -429,9 +424,8 @@ func TestChangeMembershipFinalStatus(t *testing.T) {
 			assert.Contains(t, err.Error(), reason)
 			assert.NotErrorIs(t, err, context.DeadlineExceeded)
 			assert.Equal(t, 1, server.count(), "a final error was retried")
-			assert.Less(t, elapsed, msWait/2)
-			dial.requireClosed(t)
-			server.requireConnsClosed(t)
+			assert.Less(t, elapsed, testWait/2)
+			requireAllClosed(t, dial, server)
 		})
 	}
 }
@@ -439,10 +433,10 @@ func TestChangeMembershipFinalStatus(t *testing.T) {
 // A redirect that names no leader is a final error, not a retry loop.
 func TestChangeMembershipRedirectWithoutLocation(t *testing.T) {
 	t.Parallel()
-	server := newMSServer(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
+	server := newScriptedServer(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
 		w.WriteHeader(http.StatusTemporaryRedirect)
 	})
-	err := rafthttp.ChangeMembership(raftmembership.JoinRequest, msPath, rafthttp.NewDialTCP(), "node1", "10.0.0.1:8080", server.addr, msWait)
+	err := rafthttp.ChangeMembership(raftmembership.JoinRequest, raftPath, rafthttp.NewDialTCP(), "node1", "10.0.0.1:8080", server.addr, testWait)
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, context.DeadlineExceeded)
 	assert.Equal(t, 1, server.count())
@@ -463,15 +457,11 @@ func TestChangeMembershipRetriesConnectionRefused(t *testing.T) {
 	dial.failed = make(chan error, 10)
 	results := make(chan error, 1)
 	go func() {
-		results <- rafthttp.ChangeMembership(raftmembership.JoinRequest, msPath, dial.Dial, "node1", "10.0.0.1:8080", addr, msWait)
+		results <- rafthttp.ChangeMembership(raftmembership.JoinRequest, raftPath, dial.Dial, "node1", "10.0.0.1:8080", addr, testWait)
 	}()
 	for i := range 2 {
-		select {
-		case err := <-dial.failed:
-			assert.ErrorIs(t, err, syscall.ECONNREFUSED, "dial %d", i+1)
-		case <-time.After(msWait):
-			t.Fatalf("dial %d was not attempted", i+1)
-		}
+		err := receive(t, dial.failed, fmt.Sprintf("dial %d to be attempted", i+1))
+		assert.ErrorIs(t, err, syscall.ECONNREFUSED, "dial %d", i+1)
 	}
 
 	listener, err := net.Listen("tcp", addr)
@@ -479,13 +469,12 @@ func TestChangeMembershipRetriesConnectionRefused(t *testing.T) {
 		receive(t, results, "ChangeMembership")
 		t.Fatalf("listen again on %s: %v", addr, err)
 	}
-	server := startMSServer(t, msOK, false, listener)
+	server := startScriptedServer(t, respondOK, false, listener)
 
 	require.NoError(t, receive(t, results, "ChangeMembership"))
 	assert.Equal(t, 1, server.count())
 	assert.GreaterOrEqual(t, len(dial.failures()), 2)
-	dial.requireClosed(t)
-	server.requireConnsClosed(t)
+	requireAllClosed(t, dial, server)
 }
 
 // A certificate the client does not trust will not become trusted by
@@ -495,18 +484,18 @@ func TestChangeMembershipUntrustedServerFailsFast(t *testing.T) {
 	tests := []struct {
 		name     string
 		plain    bool // the server speaks plain HTTP
-		config   func(server *msServer) *tls.Config
+		config   func(server *scriptedServer) *tls.Config
 		wantCert bool // the error is a certificate verification error
 	}{
 		{
 			name:     "unknown authority",
-			config:   func(*msServer) *tls.Config { return &tls.Config{} },
+			config:   func(*scriptedServer) *tls.Config { return &tls.Config{} },
 			wantCert: true,
 		},
 		{
 			name: "wrong host name",
-			config: func(server *msServer) *tls.Config {
-				config := msTrustServers(server)
+			config: func(server *scriptedServer) *tls.Config {
+				config := trust(server.Server)
 				config.ServerName = "wrong.invalid"
 				return config
 			},
@@ -515,17 +504,17 @@ func TestChangeMembershipUntrustedServerFailsFast(t *testing.T) {
 		{
 			name:   "plain HTTP server",
 			plain:  true,
-			config: func(*msServer) *tls.Config { return &tls.Config{} },
+			config: func(*scriptedServer) *tls.Config { return &tls.Config{} },
 		},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
 			t.Parallel()
-			server := startMSServer(t, msOK, !test.plain, nil)
+			server := startScriptedServer(t, respondOK, !test.plain, nil)
 			dial := recordDial(rafthttp.NewDialTLS(test.config(server)))
 			const timeout = 5 * time.Second
 			start := time.Now()
-			err := rafthttp.ChangeMembership(raftmembership.JoinRequest, msPath, dial.Dial, "node1", "10.0.0.1:8080", server.addr, timeout)
+			err := rafthttp.ChangeMembership(raftmembership.JoinRequest, raftPath, dial.Dial, "node1", "10.0.0.1:8080", server.addr, timeout)
 			elapsed := time.Since(start)
 
 			require.Error(t, err)
@@ -537,8 +526,7 @@ func TestChangeMembershipUntrustedServerFailsFast(t *testing.T) {
 			assert.Less(t, elapsed, timeout/5, "failed only at the timeout")
 			assert.Len(t, dial.dialed(), 1, "retried a TLS failure")
 			assert.Equal(t, 0, server.count())
-			dial.requireClosed(t)
-			server.requireConnsClosed(t)
+			requireAllClosed(t, dial, server)
 		})
 	}
 }
@@ -550,7 +538,7 @@ func TestChangeMembershipUntrustedServerFailsFast(t *testing.T) {
 func TestChangeMembershipContextEndReportsLastAttempt(t *testing.T) {
 	t.Parallel()
 	deadline := func() (context.Context, func()) {
-		ctx := newMSEndingContext(context.DeadlineExceeded)
+		ctx := newEndingContext(context.DeadlineExceeded)
 		return ctx, ctx.end
 	}
 	cancelable := func() (context.Context, func()) { return context.WithCancel(context.Background()) }
@@ -564,7 +552,7 @@ func TestChangeMembershipContextEndReportsLastAttempt(t *testing.T) {
 			name:    "ChangeMembershipContext deadline",
 			context: deadline,
 			call: func(_ *testing.T, ctx context.Context, dial rafthttp.Dial, target string) error {
-				return rafthttp.ChangeMembershipContext(ctx, raftmembership.JoinRequest, msPath, dial, "node1", "10.0.0.1:8080", target)
+				return rafthttp.ChangeMembershipContext(ctx, raftmembership.JoinRequest, raftPath, dial, "node1", "10.0.0.1:8080", target)
 			},
 			want: context.DeadlineExceeded,
 		},
@@ -572,7 +560,7 @@ func TestChangeMembershipContextEndReportsLastAttempt(t *testing.T) {
 			name:    "ChangeMembershipContext canceled",
 			context: cancelable,
 			call: func(_ *testing.T, ctx context.Context, dial rafthttp.Dial, target string) error {
-				return rafthttp.ChangeMembershipContext(ctx, raftmembership.LeaveRequest, msPath, dial, "node1", "", target)
+				return rafthttp.ChangeMembershipContext(ctx, raftmembership.LeaveRequest, raftPath, dial, "node1", "", target)
 			},
 			want: context.Canceled,
 		},
@@ -580,7 +568,7 @@ func TestChangeMembershipContextEndReportsLastAttempt(t *testing.T) {
 			name:    "Layer.JoinContext deadline",
 			context: deadline,
 			call: func(t *testing.T, ctx context.Context, dial rafthttp.Dial, target string) error {
-				return msLayer(t, "127.0.0.1:7000", dial).JoinContext(ctx, "node1", raft.ServerAddress(target))
+				return newLayer(t, rafthttp.LayerConfig{Dial: dial}).JoinContext(ctx, "node1", raft.ServerAddress(target))
 			},
 			want: context.DeadlineExceeded,
 		},
@@ -588,7 +576,7 @@ func TestChangeMembershipContextEndReportsLastAttempt(t *testing.T) {
 			name:    "Layer.JoinNonvoterContext deadline",
 			context: deadline,
 			call: func(t *testing.T, ctx context.Context, dial rafthttp.Dial, target string) error {
-				return msLayer(t, "127.0.0.1:7000", dial).JoinNonvoterContext(ctx, "node1", raft.ServerAddress(target))
+				return newLayer(t, rafthttp.LayerConfig{Dial: dial}).JoinNonvoterContext(ctx, "node1", raft.ServerAddress(target))
 			},
 			want: context.DeadlineExceeded,
 		},
@@ -596,7 +584,7 @@ func TestChangeMembershipContextEndReportsLastAttempt(t *testing.T) {
 			name:    "Layer.LeaveContext canceled",
 			context: cancelable,
 			call: func(t *testing.T, ctx context.Context, dial rafthttp.Dial, target string) error {
-				return msLayer(t, "127.0.0.1:7000", dial).LeaveContext(ctx, "node1", raft.ServerAddress(target))
+				return newLayer(t, rafthttp.LayerConfig{Dial: dial}).LeaveContext(ctx, "node1", raft.ServerAddress(target))
 			},
 			want: context.Canceled,
 		},
@@ -604,13 +592,13 @@ func TestChangeMembershipContextEndReportsLastAttempt(t *testing.T) {
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
 			t.Parallel()
-			server := newMSServer(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
+			server := newScriptedServer(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
 				w.Header().Set("Retry-After", "1")
 				http.Error(w, "rafthttp: no leader yet", http.StatusServiceUnavailable)
 			})
 			ctx, end := test.context()
 			defer end()
-			dial := recordDial(msCloseHookDial(rafthttp.NewDialTCP(), end))
+			dial := recordDial(closeHookDial(rafthttp.NewDialTCP(), end))
 
 			err := test.call(t, ctx, dial.Dial, server.addr)
 			require.Error(t, err)
@@ -621,8 +609,7 @@ func TestChangeMembershipContextEndReportsLastAttempt(t *testing.T) {
 			assert.Equal(t, "rafthttp: no leader yet", status.Body)
 			assert.Contains(t, err.Error(), "503")
 			assert.Equal(t, 1, server.count(), "tried again after the context ended")
-			dial.requireClosed(t)
-			server.requireConnsClosed(t)
+			requireAllClosed(t, dial, server)
 		})
 	}
 }
@@ -631,18 +618,18 @@ func TestChangeMembershipContextEndReportsLastAttempt(t *testing.T) {
 // context.DeadlineExceeded, soon after the timeout.
 func TestChangeMembershipTimeout(t *testing.T) {
 	t.Parallel()
-	server := newMSServer(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
+	server := newScriptedServer(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
 		http.Error(w, "rafthttp: no leader yet", http.StatusServiceUnavailable)
 	})
 	const timeout = 300 * time.Millisecond
 	start := time.Now()
-	err := rafthttp.ChangeMembership(raftmembership.JoinRequest, msPath, rafthttp.NewDialTCP(), "node1", "10.0.0.1:8080", server.addr, timeout)
+	err := rafthttp.ChangeMembership(raftmembership.JoinRequest, raftPath, rafthttp.NewDialTCP(), "node1", "10.0.0.1:8080", server.addr, timeout)
 	elapsed := time.Since(start)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Contains(t, err.Error(), "last attempt")
 	assert.GreaterOrEqual(t, elapsed, timeout)
-	assert.Less(t, elapsed, timeout+msWait/2)
+	assert.Less(t, elapsed, timeout+testWait/2)
 	assert.Greater(t, server.count(), 1, "a 503 was not retried")
 	server.requireConnsClosed(t)
 }
@@ -653,7 +640,7 @@ func TestChangeMembershipTimeout(t *testing.T) {
 func TestChangeMembershipTimeoutMidAttemptKeepsLastStatus(t *testing.T) {
 	t.Parallel()
 	stop := make(chan struct{})
-	server := newMSServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+	server := newScriptedServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		if n == 1 {
 			http.Error(w, "rafthttp: no leader yet", http.StatusServiceUnavailable)
 			return
@@ -666,7 +653,7 @@ func TestChangeMembershipTimeoutMidAttemptKeepsLastStatus(t *testing.T) {
 	})
 	t.Cleanup(func() { close(stop) })
 
-	err := rafthttp.ChangeMembership(raftmembership.JoinRequest, msPath, rafthttp.NewDialTCP(), "node1", "10.0.0.1:8080", server.addr, 300*time.Millisecond)
+	err := rafthttp.ChangeMembership(raftmembership.JoinRequest, raftPath, rafthttp.NewDialTCP(), "node1", "10.0.0.1:8080", server.addr, 300*time.Millisecond)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	var status *rafthttp.StatusError
@@ -681,7 +668,7 @@ func TestChangeMembershipTimeoutMidAttemptKeepsLastStatus(t *testing.T) {
 func TestChangeMembershipTimeoutWhileWaitingForAnswer(t *testing.T) {
 	t.Parallel()
 	stop := make(chan struct{})
-	server := newMSServer(t, func(_ http.ResponseWriter, r *http.Request, _ int) {
+	server := newScriptedServer(t, func(_ http.ResponseWriter, r *http.Request, _ int) {
 		select {
 		case <-r.Context().Done():
 		case <-stop:
@@ -692,12 +679,12 @@ func TestChangeMembershipTimeoutWhileWaitingForAnswer(t *testing.T) {
 
 	const timeout = 300 * time.Millisecond
 	start := time.Now()
-	err := rafthttp.ChangeMembership(raftmembership.JoinRequest, msPath, rafthttp.NewDialTCP(), "node1", "10.0.0.1:8080", server.addr, timeout)
+	err := rafthttp.ChangeMembership(raftmembership.JoinRequest, raftPath, rafthttp.NewDialTCP(), "node1", "10.0.0.1:8080", server.addr, timeout)
 	elapsed := time.Since(start)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.GreaterOrEqual(t, elapsed, timeout)
-	assert.Less(t, elapsed, timeout+msWait/2)
+	assert.Less(t, elapsed, timeout+testWait/2)
 	server.requireConnsClosed(t)
 }
 
@@ -722,15 +709,10 @@ func TestChangeMembershipCancelDuringTLSHandshake(t *testing.T) {
 	defer cancel()
 	results := make(chan error, 1)
 	go func() {
-		results <- rafthttp.ChangeMembershipContext(ctx, raftmembership.JoinRequest, msPath,
+		results <- rafthttp.ChangeMembershipContext(ctx, raftmembership.JoinRequest, raftPath,
 			rafthttp.NewDialTLS(&tls.Config{}), "node1", "10.0.0.1:8080", listener.Addr().String())
 	}()
-	var conn net.Conn
-	select {
-	case conn = <-accepted:
-	case <-time.After(msWait):
-		t.Fatal("the client never connected")
-	}
+	conn := receive(t, accepted, "the client to connect")
 	// Closing the peer's end, when the test ends, ends a handshake still
 	// in progress, so a failure here leaks nothing past the test.
 	t.Cleanup(func() { conn.Close() })
@@ -753,41 +735,41 @@ func TestChangeMembershipInvalidArguments(t *testing.T) {
 		path    string
 		id      raft.ServerID
 		address string
-		target  func(server *msServer) string
+		target  func(server *scriptedServer) string
 	}{
 		{name: "empty path", kind: raftmembership.JoinRequest, path: "", id: "node1", address: "10.0.0.1:8080"},
 		{name: "relative path", kind: raftmembership.JoinRequest, path: "raft", id: "node1", address: "10.0.0.1:8080"},
 		{name: "path with query", kind: raftmembership.JoinRequest, path: "/raft?id=other", id: "node1", address: "10.0.0.1:8080"},
 		{name: "path with fragment", kind: raftmembership.LeaveRequest, path: "/raft#x", id: "node1"},
 		{name: "path with control character", kind: raftmembership.LeaveRequest, path: "/ra\nft", id: "node1"},
-		{name: "unknown kind", kind: raftmembership.ChangeRequestKind(42), path: msPath, id: "node1", address: "10.0.0.1:8080"},
-		{name: "negative kind", kind: raftmembership.ChangeRequestKind(-1), path: msPath, id: "node1", address: "10.0.0.1:8080"},
-		{name: "empty ID join", kind: raftmembership.JoinRequest, path: msPath, id: "", address: "10.0.0.1:8080"},
-		{name: "empty ID non-voter join", kind: raftmembership.JoinNonvoterRequest, path: msPath, id: "", address: "10.0.0.1:8080"},
-		{name: "empty ID leave", kind: raftmembership.LeaveRequest, path: msPath, id: ""},
-		{name: "join without address", kind: raftmembership.JoinRequest, path: msPath, id: "node1", address: ""},
+		{name: "unknown kind", kind: raftmembership.ChangeRequestKind(42), path: raftPath, id: "node1", address: "10.0.0.1:8080"},
+		{name: "negative kind", kind: raftmembership.ChangeRequestKind(-1), path: raftPath, id: "node1", address: "10.0.0.1:8080"},
+		{name: "empty ID join", kind: raftmembership.JoinRequest, path: raftPath, id: "", address: "10.0.0.1:8080"},
+		{name: "empty ID non-voter join", kind: raftmembership.JoinNonvoterRequest, path: raftPath, id: "", address: "10.0.0.1:8080"},
+		{name: "empty ID leave", kind: raftmembership.LeaveRequest, path: raftPath, id: ""},
+		{name: "join without address", kind: raftmembership.JoinRequest, path: raftPath, id: "node1", address: ""},
 		{
-			name: "empty target", kind: raftmembership.JoinRequest, path: msPath, id: "node1", address: "10.0.0.1:8080",
-			target: func(*msServer) string { return "" },
+			name: "empty target", kind: raftmembership.JoinRequest, path: raftPath, id: "node1", address: "10.0.0.1:8080",
+			target: func(*scriptedServer) string { return "" },
 		},
 		{
-			name: "target with white space", kind: raftmembership.JoinRequest, path: msPath, id: "node1", address: "10.0.0.1:8080",
-			target: func(server *msServer) string { return server.addr + " x" },
+			name: "target with white space", kind: raftmembership.JoinRequest, path: raftPath, id: "node1", address: "10.0.0.1:8080",
+			target: func(server *scriptedServer) string { return server.addr + " x" },
 		},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
 			t.Parallel()
-			server := newMSServer(t, msOK)
+			server := newScriptedServer(t, respondOK)
 			target := server.addr
 			if test.target != nil {
 				target = test.target(server)
 			}
 			dial := recordDial(rafthttp.NewDialTCP())
 			start := time.Now()
-			err := rafthttp.ChangeMembership(test.kind, test.path, dial.Dial, test.id, test.address, target, msWait)
+			err := rafthttp.ChangeMembership(test.kind, test.path, dial.Dial, test.id, test.address, target, testWait)
 			require.Error(t, err)
-			assert.Less(t, time.Since(start), msWait/5, "an invalid argument was retried")
+			assert.Less(t, time.Since(start), testWait/5, "an invalid argument was retried")
 			assert.Empty(t, dial.dialed(), "dialed for a request that cannot work")
 			assert.Equal(t, 0, server.count())
 		})
@@ -797,8 +779,8 @@ func TestChangeMembershipInvalidArguments(t *testing.T) {
 // A nil Dial means plain TCP, as for the Layer.
 func TestChangeMembershipNilDial(t *testing.T) {
 	t.Parallel()
-	server := newMSServer(t, msOK)
-	require.NoError(t, rafthttp.ChangeMembership(raftmembership.JoinRequest, msPath, nil, "node1", "10.0.0.1:8080", server.addr, msWait))
+	server := newScriptedServer(t, respondOK)
+	require.NoError(t, rafthttp.ChangeMembership(raftmembership.JoinRequest, raftPath, nil, "node1", "10.0.0.1:8080", server.addr, testWait))
 	assert.Equal(t, 1, server.count())
 	server.requireConnsClosed(t)
 }
@@ -810,7 +792,7 @@ func TestChangeMembershipLargeBodies(t *testing.T) {
 	body := strings.Repeat("x", 1<<20)
 	tests := []struct {
 		name    string
-		respond msRespond
+		respond respondFunc
 		wantErr bool
 	}{
 		{
@@ -840,11 +822,11 @@ func TestChangeMembershipLargeBodies(t *testing.T) {
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
 			t.Parallel()
-			server := newMSServer(t, test.respond)
+			server := newScriptedServer(t, test.respond)
 			// A context that never ends: nothing but the client's own
 			// reading and closing releases the connection.
 			dial := recordDial(rafthttp.NewDialTCP())
-			err := rafthttp.ChangeMembershipContext(context.Background(), raftmembership.JoinRequest, msPath, dial.Dial, "node1", "10.0.0.1:8080", server.addr)
+			err := rafthttp.ChangeMembershipContext(context.Background(), raftmembership.JoinRequest, raftPath, dial.Dial, "node1", "10.0.0.1:8080", server.addr)
 			if test.wantErr {
 				var status *rafthttp.StatusError
 				require.ErrorAs(t, err, &status)
@@ -852,8 +834,46 @@ func TestChangeMembershipLargeBodies(t *testing.T) {
 			} else {
 				require.NoError(t, err)
 			}
-			dial.requireClosed(t)
-			server.requireConnsClosed(t)
+			requireAllClosed(t, dial, server)
+		})
+	}
+}
+
+// TestMembershipDialGetsTheTimeLeft checks that Join and Leave give the
+// Dial the time left before their deadline, not DefaultTimeout, so that a
+// connect abandoned with the call does not run on long after it.
+func TestMembershipDialGetsTheTimeLeft(t *testing.T) {
+	t.Parallel()
+	const deadline = 300 * time.Millisecond
+	for _, kind := range []string{"join", "leave"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			var timeouts []time.Duration
+			dial := func(addr string, timeout time.Duration) (net.Conn, error) {
+				mu.Lock()
+				timeouts = append(timeouts, timeout)
+				mu.Unlock()
+				return rafthttp.NewDialTCP()(addr, timeout)
+			}
+			layer := newLayer(t, rafthttp.LayerConfig{Dial: dial})
+			ctx, cancel := context.WithTimeout(context.Background(), deadline)
+			defer cancel()
+			target := raft.ServerAddress(clustertest.RefusingAddr(t))
+			var err error
+			if kind == "join" {
+				err = layer.JoinContext(ctx, "n1", target)
+			} else {
+				err = layer.LeaveContext(ctx, "n1", target)
+			}
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			mu.Lock()
+			defer mu.Unlock()
+			require.NotEmpty(t, timeouts, "the Dial was called")
+			for _, timeout := range timeouts {
+				assert.Positive(t, timeout)
+				assert.LessOrEqual(t, timeout, deadline, "a Dial was given more than the call had left")
+			}
 		})
 	}
 }

@@ -17,20 +17,13 @@ import (
 // answering what it already took.
 func TestHandleChangeRequestsReturnsWhenChannelClosed(t *testing.T) {
 	t.Parallel()
-	a := startNode(t, "a", nodeOptions{handle: raftmembership.HandleChangeRequests})
-	b := startNode(t, "b", nodeOptions{})
-	connect(a, b)
-	bootstrap(t, a)
+	a, b := startLeaderAndJoiner(t, nodeOptions{handle: raftmembership.HandleChangeRequests})
 
 	require.NoError(t, a.submit(t, raftmembership.NewJoinRequest(b.id, b.addr)))
 	a.requireServers(t, voter(a), voter(b))
 
 	a.closeRequests()
-	select {
-	case <-a.handled:
-	case <-time.After(waitTimeout):
-		t.Fatal("HandleChangeRequests did not return after its channel was closed")
-	}
+	receive(t, a.handled, "HandleChangeRequests to return after its channel was closed")
 }
 
 // HandleChangeRequestsWithConfig answers what it took, here on a node that
@@ -41,11 +34,7 @@ func TestHandleChangeRequestsWithConfigReturnsWhenChannelClosed(t *testing.T) {
 	var unknown *raftmembership.ErrUnknownLeader
 	require.ErrorAs(t, node.submit(t, raftmembership.NewLeaveRequest("b")), &unknown)
 	node.closeRequests()
-	select {
-	case <-node.handled:
-	case <-time.After(waitTimeout):
-		t.Fatal("HandleChangeRequestsWithConfig did not return after its channel was closed")
-	}
+	receive(t, node.handled, "HandleChangeRequestsWithConfig to return after its channel was closed")
 }
 
 // joinStep is one request in TestJoin, sent to the leader.
@@ -64,95 +53,46 @@ func TestJoin(t *testing.T) {
 	joinNonvoter := func(b *testNode) *raftmembership.ChangeRequest {
 		return raftmembership.NewJoinNonvoterRequest(b.id, b.addr)
 	}
+	// The old entries are non-voters at an address nothing answers:
+	// raft (v1.7.3 and v1.8.0) has a data race when the address of a
+	// peer it is successfully replicating to changes
+	// (hashicorp/raft#681), which -race would report here.
+	atOldAddress := func(b *testNode) *raftmembership.ChangeRequest {
+		return raftmembership.NewJoinNonvoterRequest(b.id, b.addr+"-gone")
+	}
+	ghostAtAddress := func(b *testNode) *raftmembership.ChangeRequest {
+		return raftmembership.NewJoinRequest("ghost", b.addr)
+	}
+	ghostNonvoterAtAddress := func(b *testNode) *raftmembership.ChangeRequest {
+		return raftmembership.NewJoinNonvoterRequest("ghost", b.addr)
+	}
 	tests := []struct {
 		name  string
 		steps []joinStep
-		// want is the leader's configuration after the last step.
-		want func(a, b *testNode) []raft.Server
+		// nonvoter: after the last step the leader's configuration holds
+		// b as a non-voter; otherwise as a voter. It always holds a.
+		nonvoter bool
 	}{
+		{name: "voter", steps: []joinStep{{request: join}}},
+		{name: "non-voter", steps: []joinStep{{request: joinNonvoter}}, nonvoter: true},
+		{name: "voter joins twice", steps: []joinStep{{request: join}, {request: join, unchanged: true}}},
+		{name: "non-voter joins twice", steps: []joinStep{{request: joinNonvoter}, {request: joinNonvoter, unchanged: true}}, nonvoter: true},
+		{name: "non-voter joining as voter is promoted", steps: []joinStep{{request: joinNonvoter}, {request: join}}},
+		// Demotion is an operator's decision, not a retried join's.
+		{name: "voter joining as non-voter stays a voter", steps: []joinStep{{request: join}, {request: joinNonvoter, unchanged: true}}},
+		{name: "known ID with a new address replaces the old entry", steps: []joinStep{{request: atOldAddress}, {request: joinNonvoter}}, nonvoter: true},
+		{name: "known non-voter ID joining as a voter at a new address", steps: []joinStep{{request: atOldAddress}, {request: join}}},
+		{name: "different ID at the same address is removed and replaced", steps: []joinStep{{request: ghostAtAddress}, {request: join}}},
 		{
-			name:  "voter",
-			steps: []joinStep{{request: join}},
-			want:  func(a, b *testNode) []raft.Server { return []raft.Server{voter(a), voter(b)} },
-		},
-		{
-			name:  "non-voter",
-			steps: []joinStep{{request: joinNonvoter}},
-			want:  func(a, b *testNode) []raft.Server { return []raft.Server{voter(a), nonvoter(b)} },
-		},
-		{
-			name:  "voter joins twice",
-			steps: []joinStep{{request: join}, {request: join, unchanged: true}},
-			want:  func(a, b *testNode) []raft.Server { return []raft.Server{voter(a), voter(b)} },
-		},
-		{
-			name:  "non-voter joins twice",
-			steps: []joinStep{{request: joinNonvoter}, {request: joinNonvoter, unchanged: true}},
-			want:  func(a, b *testNode) []raft.Server { return []raft.Server{voter(a), nonvoter(b)} },
-		},
-		{
-			name:  "non-voter joining as voter is promoted",
-			steps: []joinStep{{request: joinNonvoter}, {request: join}},
-			want:  func(a, b *testNode) []raft.Server { return []raft.Server{voter(a), voter(b)} },
-		},
-		{
-			// Demotion is an operator's decision, not a retried join's.
-			name:  "voter joining as non-voter stays a voter",
-			steps: []joinStep{{request: join}, {request: joinNonvoter, unchanged: true}},
-			want:  func(a, b *testNode) []raft.Server { return []raft.Server{voter(a), voter(b)} },
-		},
-		// The old entries are non-voters at an address nothing answers:
-		// raft (v1.7.3 and v1.8.0) has a data race when the address of a
-		// peer it is successfully replicating to changes
-		// (hashicorp/raft#681), which -race would report here.
-		{
-			name: "known ID with a new address replaces the old entry",
-			steps: []joinStep{
-				{request: func(b *testNode) *raftmembership.ChangeRequest {
-					return raftmembership.NewJoinNonvoterRequest(b.id, b.addr+"-gone")
-				}},
-				{request: joinNonvoter},
-			},
-			want: func(a, b *testNode) []raft.Server { return []raft.Server{voter(a), nonvoter(b)} },
-		},
-		{
-			name: "known non-voter ID joining as a voter at a new address",
-			steps: []joinStep{
-				{request: func(b *testNode) *raftmembership.ChangeRequest {
-					return raftmembership.NewJoinNonvoterRequest(b.id, b.addr+"-gone")
-				}},
-				{request: join},
-			},
-			want: func(a, b *testNode) []raft.Server { return []raft.Server{voter(a), voter(b)} },
-		},
-		{
-			name: "different ID at the same address is removed and replaced",
-			steps: []joinStep{
-				{request: func(b *testNode) *raftmembership.ChangeRequest {
-					return raftmembership.NewJoinRequest("ghost", b.addr)
-				}},
-				{request: join},
-			},
-			want: func(a, b *testNode) []raft.Server { return []raft.Server{voter(a), voter(b)} },
-		},
-		{
-			name: "non-voter with a different ID at the same address is removed and replaced",
-			steps: []joinStep{
-				{request: func(b *testNode) *raftmembership.ChangeRequest {
-					return raftmembership.NewJoinNonvoterRequest("ghost", b.addr)
-				}},
-				{request: joinNonvoter},
-			},
-			want: func(a, b *testNode) []raft.Server { return []raft.Server{voter(a), nonvoter(b)} },
+			name:     "non-voter with a different ID at the same address is removed and replaced",
+			steps:    []joinStep{{request: ghostNonvoterAtAddress}, {request: joinNonvoter}},
+			nonvoter: true,
 		},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
 			t.Parallel()
-			a := startNode(t, "a", nodeOptions{})
-			b := startNode(t, "b", nodeOptions{})
-			connect(a, b)
-			bootstrap(t, a)
+			a, b := startLeaderAndJoiner(t, nodeOptions{})
 
 			for i, step := range test.steps {
 				request := step.request(b)
@@ -166,7 +106,11 @@ func TestJoin(t *testing.T) {
 					assert.Greater(t, a.raft.LastIndex(), before, "step %d appended nothing", i)
 				}
 			}
-			a.requireServers(t, test.want(a, b)...)
+			if test.nonvoter {
+				a.requireServers(t, voter(a), nonvoter(b))
+			} else {
+				a.requireServers(t, voter(a), voter(b))
+			}
 		})
 	}
 }
@@ -174,15 +118,12 @@ func TestJoin(t *testing.T) {
 // A joined voter takes part in the cluster: the configuration reaches it.
 func TestJoinReachesTheJoiningNode(t *testing.T) {
 	t.Parallel()
-	a := startNode(t, "a", nodeOptions{})
-	b := startNode(t, "b", nodeOptions{})
-	connect(a, b)
-	bootstrap(t, a)
+	a, b := startLeaderAndJoiner(t, nodeOptions{})
 	require.NoError(t, a.submit(t, raftmembership.NewJoinRequest(b.id, b.addr)))
 	require.Eventually(t, func() bool {
 		server, ok := b.server(t, b.id)
 		return ok && server.Suffrage == raft.Voter
-	}, waitTimeout, pollInterval, "b never saw itself as a voter")
+	}, testWait, pollInterval, "b never saw itself as a voter")
 	waitLeader(t, a, b)
 }
 
@@ -214,15 +155,7 @@ func TestLeave(t *testing.T) {
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
 			t.Parallel()
-			nodes := []*testNode{startNode(t, "a", nodeOptions{}), startNode(t, "b", nodeOptions{}), startNode(t, "c", nodeOptions{})}
-			connect(nodes...)
-			leader := bootstrap(t, nodes...)
-			var followers []*testNode
-			for _, node := range nodes {
-				if node != leader {
-					followers = append(followers, node)
-				}
-			}
+			leader, followers := startCluster(t)
 
 			before := leader.raft.LastIndex()
 			require.NoError(t, leader.submit(t, raftmembership.NewLeaveRequest(test.leaving(followers))))
@@ -238,10 +171,7 @@ func TestLeave(t *testing.T) {
 // A non-voter leaves like any other server.
 func TestLeaveNonvoter(t *testing.T) {
 	t.Parallel()
-	a := startNode(t, "a", nodeOptions{})
-	b := startNode(t, "b", nodeOptions{})
-	connect(a, b)
-	bootstrap(t, a)
+	a, b := startLeaderAndJoiner(t, nodeOptions{})
 	require.NoError(t, a.submit(t, raftmembership.NewJoinNonvoterRequest(b.id, b.addr)))
 	a.requireServers(t, voter(a), nonvoter(b))
 	require.NoError(t, a.submit(t, raftmembership.NewLeaveRequest(b.id)))
@@ -252,15 +182,7 @@ func TestLeaveNonvoter(t *testing.T) {
 // caller to its successor, which then removes it.
 func TestLeaveLeaderTransfersLeadership(t *testing.T) {
 	t.Parallel()
-	nodes := []*testNode{startNode(t, "a", nodeOptions{}), startNode(t, "b", nodeOptions{}), startNode(t, "c", nodeOptions{})}
-	connect(nodes...)
-	old := bootstrap(t, nodes...)
-	var others []*testNode
-	for _, node := range nodes {
-		if node != old {
-			others = append(others, node)
-		}
-	}
+	old, others := startCluster(t)
 
 	err := old.submit(t, raftmembership.NewLeaveRequest(old.id))
 	var different *raftmembership.ErrDifferentLeader
@@ -393,15 +315,11 @@ func TestHandleChangeRequestsWithConfigTimeout(t *testing.T) {
 			bootstrap(t, a)
 			// Let the leader finish writing what it writes on election, so
 			// the only write blocked is the entry applied below.
-			require.NoError(t, a.raft.Barrier(waitTimeout).Error())
+			require.NoError(t, a.raft.Barrier(testWait).Error())
 
 			logs.armed.Store(true)
-			a.raft.Apply([]byte("blocks the leader loop"), waitTimeout)
-			select {
-			case <-logs.blocked:
-			case <-time.After(waitTimeout):
-				t.Fatal("the leader never wrote the entry")
-			}
+			a.raft.Apply([]byte("blocks the leader loop"), testWait)
+			receive(t, logs.blocked, "the leader to write the entry")
 
 			start := time.Now()
 			err := a.submit(t, raftmembership.NewJoinRequest("x", "x-addr"))

@@ -102,11 +102,7 @@ func TestChangeRequestDoneNeverBlocksAndFirstCounts(t *testing.T) {
 		}
 		wg.Wait()
 	}()
-	select {
-	case <-returned:
-	case <-time.After(waitTimeout):
-		t.Fatal("Done blocked with nobody waiting")
-	}
+	receive(t, returned, "Done to return with nobody waiting")
 
 	require.ErrorIs(t, request.Error(time.Second), first)
 
@@ -116,11 +112,7 @@ func TestChangeRequestDoneNeverBlocksAndFirstCounts(t *testing.T) {
 		defer close(late)
 		request.Done(errors.New("late"))
 	}()
-	select {
-	case <-late:
-	case <-time.After(waitTimeout):
-		t.Fatal("Done blocked after the outcome was taken")
-	}
+	receive(t, late, "a late Done to return after the outcome was taken")
 }
 
 func TestChangeRequestDoneNilIsSuccess(t *testing.T) {
@@ -140,7 +132,7 @@ func TestChangeRequestErrorTimeout(t *testing.T) {
 	elapsed := time.Since(start)
 	require.ErrorIs(t, err, raftmembership.ErrTimeout)
 	assert.GreaterOrEqual(t, elapsed, timeout, "returned before the timeout")
-	assert.Less(t, elapsed, waitTimeout, "ignored the timeout")
+	assert.Less(t, elapsed, testWait, "ignored the timeout")
 }
 
 // Error returns the outcome as soon as it arrives, not at the timeout.
@@ -149,14 +141,9 @@ func TestChangeRequestErrorWaitsForDone(t *testing.T) {
 	outcome := errors.New("outcome")
 	request := raftmembership.NewJoinRequest("node1", "10.0.0.1:8080")
 	waiting := make(chan error, 1)
-	go func() { waiting <- request.Error(waitTimeout) }()
+	go func() { waiting <- request.Error(testWait) }()
 	request.Done(outcome)
-	select {
-	case err := <-waiting:
-		require.ErrorIs(t, err, outcome)
-	case <-time.After(waitTimeout):
-		t.Fatal("Error did not return the outcome")
-	}
+	require.ErrorIs(t, receive(t, waiting, "Error to return the outcome"), outcome)
 }
 
 func TestChangeRequestWait(t *testing.T) {
@@ -171,7 +158,7 @@ func TestChangeRequestWait(t *testing.T) {
 		{
 			name: "outcome first",
 			context: func() (context.Context, context.CancelFunc) {
-				return context.WithTimeout(context.Background(), waitTimeout)
+				return context.WithTimeout(context.Background(), testWait)
 			},
 			done: true,
 			want: outcome,
@@ -204,12 +191,7 @@ func TestChangeRequestWait(t *testing.T) {
 			defer cancel()
 			waited := make(chan error, 1)
 			go func() { waited <- request.Wait(ctx) }()
-			select {
-			case err := <-waited:
-				require.ErrorIs(t, err, test.want)
-			case <-time.After(waitTimeout):
-				t.Fatal("Wait did not honour its context")
-			}
+			require.ErrorIs(t, receive(t, waited, "Wait to honour its context"), test.want)
 		})
 	}
 }
@@ -223,12 +205,7 @@ func TestChangeRequestWaitThenDone(t *testing.T) {
 	waited := make(chan error, 1)
 	go func() { waited <- request.Wait(ctx) }()
 	cancel()
-	select {
-	case err := <-waited:
-		require.ErrorIs(t, err, context.Canceled)
-	case <-time.After(waitTimeout):
-		t.Fatal("Wait did not return after cancel")
-	}
+	require.ErrorIs(t, receive(t, waited, "Wait to return after cancel"), context.Canceled)
 	request.Done(nil)
 	assert.NoError(t, request.Error(time.Second))
 }

@@ -117,21 +117,6 @@ func DebugLogger(t testing.TB, name string) hclog.Logger {
 // cleanup runs (see testWriter), for loggers a test builds itself.
 func LogWriter(t testing.TB) io.Writer { return newTestWriter(t) }
 
-// FreeAddr returns a loopback address nothing listens on now: a port to
-// refuse connections, or for a process to listen on.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	addr := listener.Addr().String()
-	if err := listener.Close(); err != nil {
-		t.Fatalf("close listener: %v", err)
-	}
-	return addr
-}
-
 // testWriter writes to t.Log. A goroutine that outlives the test by a
 // moment (a connection handler logging its own end) must not call t.Log
 // once the test has finished, which panics, so the writer goes quiet when

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/stretchr/testify/require"
 
@@ -16,12 +15,30 @@ import (
 	"github.com/rafthttp/rafthttp/raftmembership"
 )
 
-// waitTimeout bounds every wait in these tests. It is generous because
-// elections slow down under the race detector with many tests in parallel.
-const waitTimeout = 15 * time.Second
+// testWait bounds every wait in these tests for something that should
+// happen promptly; it only decides how long a failing test takes. It is
+// generous because elections slow down under the race detector with many
+// tests in parallel.
+const testWait = 15 * time.Second
 
 // pollInterval is how often conditions are polled.
 const pollInterval = 5 * time.Millisecond
+
+// receive waits, polling until testWait has passed, for a value on ch,
+// failing the test with what it was waiting for.
+func receive[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	var value T
+	require.Eventually(t, func() bool {
+		select {
+		case value = <-ch:
+			return true
+		default:
+			return false
+		}
+	}, testWait, pollInterval, "waited for %s", what)
+	return value
+}
 
 // testNode is one raft node on an in-memory transport whose change requests
 // are served by HandleChangeRequestsWithConfig.
@@ -49,17 +66,13 @@ type nodeOptions struct {
 	handle func(*raft.Raft, <-chan *raftmembership.ChangeRequest)
 }
 
-// testLogger returns an hclog logger that writes to t.Log (clustertest's
-// Logger, which also keeps late raft goroutines from logging after the test).
-func testLogger(t testing.TB, name string) hclog.Logger {
-	return clustertest.Logger(t, name)
-}
-
 // startNode starts a raft node named id that belongs to no cluster yet and
 // a goroutine serving its change requests. Both stop when the test ends.
 func startNode(t *testing.T, id string, options nodeOptions) *testNode {
 	t.Helper()
-	logger := testLogger(t, id)
+	// clustertest.Logger writes to t.Log and keeps late raft goroutines from
+	// logging after the test.
+	logger := clustertest.Logger(t, id)
 	addr, transport := raft.NewInmemTransport(raft.ServerAddress(id + "-addr"))
 	config := raft.DefaultConfig()
 	config.LocalID = raft.ServerID(id)
@@ -103,9 +116,10 @@ func startNode(t *testing.T, id string, options nodeOptions) *testNode {
 	}()
 	t.Cleanup(func() {
 		node.closeRequests()
+		// Not receive: its Fatal would skip the shutdown below.
 		select {
 		case <-node.handled:
-		case <-time.After(waitTimeout):
+		case <-time.After(testWait):
 			t.Errorf("%s: the membership handler did not return after its channel closed", id)
 		}
 		require.NoError(t, r.Shutdown().Error())
@@ -144,6 +158,33 @@ func bootstrap(t *testing.T, nodes ...*testNode) *testNode {
 	return waitLeader(t, nodes...)
 }
 
+// startLeaderAndJoiner starts node a, with options, as the leader of a
+// cluster of its own, and node b, which a can reach and which belongs to
+// no cluster yet.
+func startLeaderAndJoiner(t *testing.T, options nodeOptions) (a, b *testNode) {
+	t.Helper()
+	a = startNode(t, "a", options)
+	b = startNode(t, "b", nodeOptions{})
+	connect(a, b)
+	bootstrap(t, a)
+	return a, b
+}
+
+// startCluster starts a cluster of three voters and returns its leader and
+// the two other nodes.
+func startCluster(t *testing.T) (leader *testNode, others []*testNode) {
+	t.Helper()
+	nodes := []*testNode{startNode(t, "a", nodeOptions{}), startNode(t, "b", nodeOptions{}), startNode(t, "c", nodeOptions{})}
+	connect(nodes...)
+	leader = bootstrap(t, nodes...)
+	for _, node := range nodes {
+		if node != leader {
+			others = append(others, node)
+		}
+	}
+	return leader, others
+}
+
 // waitLeader waits until exactly one of nodes leads and all the others
 // know it, and returns it.
 func waitLeader(t *testing.T, nodes ...*testNode) *testNode {
@@ -168,7 +209,7 @@ func waitLeader(t *testing.T, nodes ...*testNode) *testNode {
 			}
 		}
 		return true
-	}, waitTimeout, pollInterval, "no single leader known to all of %d nodes", len(nodes))
+	}, testWait, pollInterval, "no single leader known to all of %d nodes", len(nodes))
 	return leader
 }
 
@@ -176,12 +217,14 @@ func waitLeader(t *testing.T, nodes ...*testNode) *testNode {
 // outcome it reported, failing the test if either step takes too long.
 func (n *testNode) submit(t *testing.T, request *raftmembership.ChangeRequest) error {
 	t.Helper()
+	timer := time.NewTimer(testWait)
+	defer timer.Stop()
 	select {
 	case n.requests <- request:
-	case <-time.After(waitTimeout):
+	case <-timer.C:
 		t.Fatalf("%s: HandleChangeRequests did not take the request", n.id)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
 	err := request.Wait(ctx)
 	require.NotErrorIs(t, err, context.DeadlineExceeded, "%s: no outcome for %s %s", n.id, request.Kind(), request.ID())
