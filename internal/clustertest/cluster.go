@@ -52,6 +52,11 @@ type Options struct {
 	// Raft, if set, adjusts each node's raft configuration (Config's)
 	// before the node starts.
 	Raft func(*raft.Config)
+	// Handler and Layer, if set, adjust each node's Handler and Layer
+	// configurations before they are built (Authorize, ClusterID, Header,
+	// bounds).
+	Handler func(*rafthttp.HandlerConfig)
+	Layer   func(*rafthttp.LayerConfig)
 }
 
 // Node is one member of a test cluster.
@@ -201,14 +206,20 @@ func (node *Node) start(listener net.Listener) {
 	logger := Logger(t, string(node.ID))
 
 	var err error
-	node.Handler = rafthttp.NewHandlerWithLogger(logger.Named("rafthttp"))
+	handlerConfig := rafthttp.HandlerConfig{Logger: logger.Named("rafthttp")}
+	if options.Handler != nil {
+		options.Handler(&handlerConfig)
+	}
+	node.Handler = rafthttp.NewHandlerWithConfig(handlerConfig)
 	var dial rafthttp.Dial
 	if options.ClientTLS != nil {
 		dial = rafthttp.NewDialTLS(options.ClientTLS)
 	}
-	node.Layer, err = rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
-		Path: Path, Addr: listener.Addr(), Handler: node.Handler, Dial: dial,
-	})
+	layerConfig := rafthttp.LayerConfig{Path: Path, Addr: listener.Addr(), Handler: node.Handler, Dial: dial}
+	if options.Layer != nil {
+		options.Layer(&layerConfig)
+	}
+	node.Layer, err = rafthttp.NewLayerWithConfig(layerConfig)
 	if err != nil {
 		listener.Close()
 		t.Fatalf("layer: %v", err)
