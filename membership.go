@@ -59,7 +59,7 @@ func ChangeMembershipContext(ctx context.Context, kind raftmembership.ChangeRequ
 	if dial == nil {
 		dial = NewDialTCP()
 	}
-	client := newMembershipClient(dial)
+	client := newMembershipClient(connector{dial: dial})
 	defer client.close()
 	return client.change(ctx, kind, escaped, id, address, target)
 }
@@ -73,13 +73,13 @@ type membershipClient struct {
 	client    *http.Client
 }
 
-func newMembershipClient(dial Dial) *membershipClient {
+func newMembershipClient(dial connector) *membershipClient {
 	dialContext := func(ctx context.Context, _, addr string) (net.Conn, error) {
 		// net/http dials under a context stripped of the request's
 		// deadline (a connection may outlive its request), but with its
 		// values: the deadline travels as one.
 		deadline, _ := ctx.Value(requestDeadline{}).(time.Time)
-		return dial(addr, dialTimeout(deadline))
+		return dial.connect(ctx, addr, deadline)
 	}
 	transport := &http.Transport{
 		Proxy:          nil, // peers are dialed directly, as raft dials them
