@@ -605,3 +605,37 @@ func TestUpgradeStepsAreTyped(t *testing.T) {
 	assert.Equal(t, rafthttp.StepDial, upgradeErr.Step)
 	assert.False(t, errors.Is(err, rafthttp.ErrClosed))
 }
+
+// TestNewDialContextTLS checks the DialContext form of NewDialTLS: it
+// offers http/1.1 alone, leaves the caller's config alone, upgrades, and
+// returns a nil conn on failure; and that a Layer takes one Dial or the
+// other, not both.
+func TestNewDialContextTLS(t *testing.T) {
+	t.Parallel()
+	server := startServer(t, serverOptions{http2: true})
+	config := trust(server.Server)
+	config.NextProtos = []string{"h2", "http/1.1"}
+	tlsDial := rafthttp.NewDialContextTLS(config)
+	var negotiated atomic.Value
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		conn, err := tlsDial(ctx, addr)
+		if tlsConn, ok := conn.(*tls.Conn); ok && err == nil {
+			negotiated.Store(tlsConn.ConnectionState().NegotiatedProtocol)
+		}
+		return conn, err
+	}
+	dialed, accepted := server.connect(t, newLayer(t, rafthttp.LayerConfig{DialContext: dial, EagerHandshake: true}))
+	assert.Equal(t, "http/1.1", negotiated.Load())
+	assert.Equal(t, []string{"h2", "http/1.1"}, config.NextProtos, "the caller's config is not mutated")
+	exchange(t, dialed, accepted)
+
+	conn, err := tlsDial(t.Context(), clustertest.RefusingAddr(t))
+	assert.ErrorIs(t, err, syscall.ECONNREFUSED)
+	assert.True(t, conn == nil, "conn is %#v", conn)
+
+	_, err = rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
+		Path: raftPath, Addr: advertised, Handler: rafthttp.NewHandler(),
+		Dial: rafthttp.NewDialTCP(), DialContext: rafthttp.NewDialContextTCP(),
+	})
+	assert.ErrorContains(t, err, "not both")
+}

@@ -32,7 +32,8 @@
 //
 // Then bootstrap the first node and call [Layer.Join] on the others with the
 // address of any existing member. [Example] runs a whole cluster. For TLS,
-// serve the mux with TLS and dial with [NewDialTLS].
+// serve the mux with TLS and dial with [NewDialContextTLS]
+// ([LayerConfig.DialContext]) or [NewDialTLS].
 //
 // # Connection setup
 //

@@ -34,8 +34,14 @@ type LayerConfig struct {
 	Handler *Handler
 
 	// Dial opens connections to peers, for raft and for Join and Leave.
-	// Nil means NewDialTCP(). Use NewDialTLS for a TLS cluster.
+	// Set at most one of Dial and DialContext; with neither, the Layer
+	// dials plain TCP (NewDialContextTCP). Use NewDialContextTLS, or
+	// NewDialTLS, for a TLS cluster.
 	Dial Dial
+
+	// DialContext is Dial with a context, which the Layer prefers: see
+	// [DialContext].
+	DialContext DialContext
 
 	// Logger receives the Layer's logs. Nil means the Handler's logger.
 	Logger hclog.Logger
@@ -114,7 +120,7 @@ var _ raft.StreamLayer = (*Layer)(nil)
 var _ raftmembership.Changer = (*Layer)(nil)
 
 // NewLayer returns a Layer for the Handler mounted at path, advertising
-// localAddr and dialing peers with dial (nil means NewDialTCP()).
+// localAddr and dialing peers with dial (nil means plain TCP).
 //
 // NewLayer panics if path is not a valid absolute URL path or localAddr or
 // handler is nil: these are programming errors, better caught at start-up
@@ -147,9 +153,12 @@ func NewLayerWithConfig(config LayerConfig) (*Layer, error) {
 	if config.Handler == nil {
 		return nil, errors.New("rafthttp: LayerConfig.Handler is required")
 	}
-	dial := config.Dial
-	if dial == nil {
-		dial = NewDialTCP()
+	dial := connector{dial: config.Dial, dialContext: config.DialContext}
+	switch {
+	case dial.dial != nil && dial.dialContext != nil:
+		return nil, errors.New("rafthttp: LayerConfig: set Dial or DialContext, not both")
+	case dial.dial == nil && dial.dialContext == nil:
+		dial.dialContext = NewDialContextTCP()
 	}
 	logger := config.Logger
 	if logger == nil {

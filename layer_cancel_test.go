@@ -73,6 +73,15 @@ func TestLayerCloseEndsDialsInFlight(t *testing.T) {
 			t.Cleanup(func() { close(release) })
 			return eagerLayer(t, dial), "127.0.0.1:1", entered
 		}},
+		{name: "connect with a DialContext", start: func(t *testing.T) (*rafthttp.Layer, string, <-chan struct{}) {
+			entered := make(chan struct{}, 1)
+			dial := func(ctx context.Context, _ string) (net.Conn, error) {
+				entered <- struct{}{}
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
+			return newLayer(t, rafthttp.LayerConfig{DialContext: dial, EagerHandshake: true}), "127.0.0.1:1", entered
+		}},
 		{name: "handshake", start: func(t *testing.T) (*rafthttp.Layer, string, <-chan struct{}) {
 			connected := make(chan struct{}, 1)
 			dial := func(addr string, timeout time.Duration) (net.Conn, error) {

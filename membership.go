@@ -59,7 +59,7 @@ func ChangeMembershipContext(ctx context.Context, kind raftmembership.ChangeRequ
 	if dial == nil {
 		dial = NewDialTCP()
 	}
-	client := newMembershipClient(dial, nil, "")
+	client := newMembershipClient(connector{dial: dial}, nil, "")
 	defer client.close()
 	return client.change(ctx, kind, escaped, id, address, target)
 }
@@ -77,13 +77,13 @@ type membershipClient struct {
 	clusterID string
 }
 
-func newMembershipClient(dial Dial, header http.Header, clusterID string) *membershipClient {
+func newMembershipClient(dial connector, header http.Header, clusterID string) *membershipClient {
 	dialContext := func(ctx context.Context, _, addr string) (net.Conn, error) {
 		// net/http dials under a context stripped of the request's
 		// deadline (a connection may outlive its request), but with its
 		// values: the deadline travels as one.
 		deadline, _ := ctx.Value(requestDeadline{}).(time.Time)
-		return dial(addr, dialTimeout(deadline))
+		return dial.connect(ctx, addr, deadline)
 	}
 	transport := &http.Transport{
 		Proxy:          nil, // peers are dialed directly, as raft dials them
