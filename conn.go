@@ -66,14 +66,23 @@ func newConnSet(logger hclog.Logger) *connSet {
 	return &connSet{logger: logger, conns: make(map[*trackedConn]struct{})}
 }
 
-// add starts tracking conn and returns the connection to hand out. For a
-// connection the Handler accepted, onClose tells it the connection is
-// closed, and the Handler's deadline for the peer's first byte is on it
-// (see Handler.switchProtocols); a dialed one has neither. If the set is
-// already closed, conn is closed and ErrClosed returned.
-func (s *connSet) add(conn net.Conn, onClose func()) (net.Conn, error) {
+// add starts tracking conn and returns the connection to hand out. If the
+// set is already closed, conn is closed and ErrClosed returned.
+//
+// For a connection the Handler upgraded, onClose tells the Handler when it
+// is closed, and firstByte bounds the wait for the peer's first byte: a
+// raft node sends its first request at once, and a connection that sends
+// nothing only holds one of the Handler's MaxConns. A dialed connection
+// has neither (nil, 0).
+func (s *connSet) add(conn net.Conn, onClose func(), firstByte time.Duration) (net.Conn, error) {
 	tracked := &trackedConn{Conn: conn, set: s, onClose: onClose}
-	tracked.awaitingFirstByte.Store(onClose != nil)
+	if firstByte > 0 {
+		if err := conn.SetReadDeadline(time.Now().Add(firstByte)); err != nil {
+			tracked.closeConn()
+			return nil, err
+		}
+		tracked.awaitingFirstByte.Store(true)
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -114,7 +123,7 @@ type trackedConn struct {
 	// closedBySet: Layer.Close closed it.
 	closedBySet atomic.Bool
 	// awaitingFirstByte: an accepted connection whose peer has sent
-	// nothing yet, under the Handler's deadline for its first byte.
+	// nothing yet, under the deadline for its first byte (see add).
 	awaitingFirstByte atomic.Bool
 }
 

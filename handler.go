@@ -92,8 +92,8 @@ type HandlerConfig struct {
 	// MaxConns bounds the upgraded connections open at once, from the 101
 	// until raft or the peer closes them; past it, upgrades are refused
 	// with 503 before any 101. A connection whose peer sends nothing
-	// within Timeout of the 101 is closed: raft's own send their first
-	// request at once. Zero means DefaultMaxConns.
+	// within Timeout of Layer.Accept taking it is closed: raft's own send
+	// their first request at once. Zero means DefaultMaxConns.
 	MaxConns int
 
 	// MaxPendingUpgrades bounds the upgrades that may wait at once for
@@ -490,21 +490,19 @@ func (h *Handler) releaseSlot() { <-h.slots }
 // bytes the peer sent behind the request. The 101 confirms the body if the
 // request announced one (see bodyHeader). It reports whether the
 // connection was delivered; if not, it is closed and the slot released.
-//
-// The connection keeps a read deadline, Timeout from now, for its first
-// byte: a raft peer sends its first request at once, and a connection that
-// sends nothing is only holding a slot among MaxConns. The Layer lifts it
-// when that byte arrives (see trackedConn).
 func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader, r *http.Request, body []byte) bool {
 	answer := switchingProtocolsBytes
 	if _, announced := r.Header[bodyHeader]; announced {
 		answer = switchingProtocolsBody
 	}
-	// raft's connections live for hours: no deadline may stay on them but
-	// the first byte's. net/http clears its own on hijack; this also
-	// clears any a wrapping listener or middleware may have set.
-	deadline := time.Now().Add(h.currentTimeout())
-	err := conn.SetDeadline(deadline)
+	// raft's connections live for hours: no deadline may stay on them.
+	// net/http clears its own on hijack; this also clears any a wrapping
+	// listener or middleware may have set. Only the write of the 101 is
+	// bounded.
+	err := conn.SetDeadline(time.Time{})
+	if err == nil {
+		err = conn.SetWriteDeadline(time.Now().Add(h.currentTimeout()))
+	}
 	if err == nil {
 		_, err = conn.Write(answer)
 	}

@@ -228,7 +228,7 @@ func (l *Layer) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return l.conns.add(conn, nil)
+	return l.conns.add(conn, nil, 0)
 }
 
 // Close closes the Handler, makes Accept, Dial, Join and Leave return
@@ -299,7 +299,7 @@ func (l *Layer) dialUpgrade(ctx context.Context, deadline time.Time, addr raft.S
 		l.logger.Debug("upgrade dial failed", "address", addr, "error", err)
 		return nil, err
 	}
-	return l.conns.add(conn, nil)
+	return l.conns.add(conn, nil, 0)
 }
 
 // Join asks the node at addr to add this node, under id and with its

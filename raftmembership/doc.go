@@ -15,8 +15,11 @@
 //     address replaces the old entry. A join never removes a member: one
 //     whose address belongs to a member with another ID fails with
 //     [ErrAddressInUse], and the operator removes the old ID first.
-//   - IDs and addresses are checked ([CheckID], [CheckAddress]) before
-//     anything changes.
+//   - The transport checks IDs and addresses from the network before it
+//     makes a request of them: rafthttp's Handler refuses with 400 what
+//     [CheckID] or [CheckAddress] refuses. HandleChangeRequests takes any
+//     non-empty ones, since other transports have addresses of their own
+//     forms.
 //   - A join carrying a reachability check
 //     ([ChangeRequest.WithReachabilityCheck]) runs it on the leader before
 //     changing the configuration, and fails with [ErrUnreachable] if the
