@@ -3,6 +3,7 @@ package rafthttp_test
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -81,45 +82,54 @@ func (r *floodResult) closeAll() {
 	r.conns = nil
 }
 
-// flood sends n requests to addr, head written by each, from a bounded
-// number of workers. A connection answered 101, or not answered at all
-// within wait, is kept open, as an attacker would keep it; one refused is
-// closed.
+// flood opens n connections to addr and writes head on each, all held at
+// once, as an attacker would, and then reads each answer within wait. A
+// connection answered 101, or not answered at all, is kept open until
+// closeAll; one refused is closed.
 func flood(addr string, n int, head string, wait time.Duration) *floodResult {
 	result := &floodResult{}
-	var wg sync.WaitGroup
+	conns := make(chan net.Conn, n)
+	var opened sync.WaitGroup
 	var next atomic.Int64
-	for range 32 {
-		wg.Go(func() {
+	for range 64 {
+		opened.Go(func() {
 			for next.Add(1) <= int64(n) {
 				conn, err := net.DialTimeout("tcp", addr, wait)
+				if err == nil {
+					_, err = conn.Write([]byte(head))
+					if err != nil {
+						conn.Close()
+					}
+				}
 				if err != nil {
 					result.add(0, err, nil)
 					continue
 				}
-				conn.SetDeadline(time.Now().Add(wait))
-				if _, err := conn.Write([]byte(head)); err != nil {
-					conn.Close()
-					result.add(0, err, nil)
-					continue
-				}
-				response, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: http.MethodGet})
-				if err != nil {
-					// No answer in time: held, as the request meant to be.
-					result.add(-1, nil, conn)
-					continue
-				}
-				if response.StatusCode == http.StatusSwitchingProtocols {
-					conn.SetDeadline(time.Time{})
-					result.add(response.StatusCode, nil, conn)
-					continue
-				}
+				conns <- conn
+			}
+		})
+	}
+	opened.Wait()
+	close(conns)
+	var answered sync.WaitGroup
+	for conn := range conns {
+		answered.Go(func() {
+			conn.SetReadDeadline(time.Now().Add(wait))
+			response, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: http.MethodGet})
+			switch {
+			case err != nil:
+				// No answer in time: held, as the request meant to be.
+				result.add(-1, nil, conn)
+			case response.StatusCode == http.StatusSwitchingProtocols:
+				conn.SetReadDeadline(time.Time{})
+				result.add(response.StatusCode, nil, conn)
+			default:
 				conn.Close()
 				result.add(response.StatusCode, nil, nil)
 			}
 		})
 	}
-	wg.Wait()
+	answered.Wait()
 	return result
 }
 
@@ -131,7 +141,9 @@ func flood(addr string, n int, head string, wait time.Duration) *floodResult {
 // goroutines return to where they were.
 func TestFloodKeepsTheClusterServing(t *testing.T) {
 	const (
-		timeout      = 2 * time.Second
+		// Long enough for the idle flood to be over before the first of its
+		// connections is closed for sending nothing.
+		timeout      = 5 * time.Second
 		idle         = 2000
 		withoutBody  = 2000
 		pendingJoins = 500
@@ -170,13 +182,22 @@ func TestFloodKeepsTheClusterServing(t *testing.T) {
 	})
 
 	addr := leader.Addr
-	upgrade := requestHead(http.MethodGet, clustertest.Path, addr, "Upgrade: raft", "Connection: Upgrade")
 	noBody := requestHead(http.MethodGet, clustertest.Path, addr, append([]string{"Upgrade: raft", "Connection: Upgrade"}, announceBody(100)...)...)
 	var floods sync.WaitGroup
 	var idleResult, noBodyResult, joinResult *floodResult
-	floods.Go(func() { idleResult = flood(addr, idle, upgrade, 3*timeout) })
+	var atLimit atomic.Int64 // joins refused at once: MaxPendingChanges wait
+	// Idle upgrades to a follower, to meet its MaxConns (upgrades to the
+	// leader would meet the other floods' bounds first); upgrades without
+	// their body to the leader, to meet MaxPendingUpgrades.
+	follower := cluster.Followers()[0]
+	floods.Go(func() {
+		head := requestHead(http.MethodGet, clustertest.Path, follower.Addr, "Upgrade: raft", "Connection: Upgrade")
+		idleResult = flood(follower.Addr, idle, head, 3*timeout)
+	})
 	floods.Go(func() { noBodyResult = flood(addr, withoutBody, noBody, 3*timeout) })
 	floods.Go(func() {
+		// Joins from the start: the writes and joins share the leader's
+		// goroutines with both floods.
 		joinResult = &floodResult{}
 		transport := &http.Transport{DisableKeepAlives: true}
 		defer transport.CloseIdleConnections()
@@ -186,32 +207,59 @@ func TestFloodKeepsTheClusterServing(t *testing.T) {
 			wg.Go(func() {
 				target := fmt.Sprintf("http://%s%s?id=flood-%d&address=%s", addr, clustertest.Path, i, silent)
 				response, err := client.Post(target, "", nil)
-				if err == nil {
-					response.Body.Close()
-					joinResult.add(response.StatusCode, nil, nil)
+				if err != nil {
+					joinResult.add(0, err, nil)
 					return
 				}
-				joinResult.add(0, err, nil)
+				body, _ := io.ReadAll(response.Body)
+				response.Body.Close()
+				if strings.Contains(string(body), "already waiting") {
+					atLimit.Add(1)
+				}
+				joinResult.add(response.StatusCode, nil, nil)
 			})
 		}
 		wg.Wait()
 	})
+	// The peak of what the process holds while the floods are under way.
+	sampled := make(chan processUsage)
+	go func() {
+		var peak processUsage
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+			case sampled <- peak:
+				return
+			}
+			now := currentUsage(t)
+			peak.fds = max(peak.fds, now.fds)
+			peak.goroutines = max(peak.goroutines, now.goroutines)
+			peak.rssKiB = max(peak.rssKiB, now.rssKiB)
+		}
+	}()
 	floods.Wait()
-	during := currentUsage(t)
+	during := <-sampled
 
 	// Idle upgrades: at most MaxConns got a 101, the rest a 503, and the
 	// Handler closes those that sent nothing within its timeout.
 	t.Logf("idle upgrades: %v, %d errors", idleResult.statuses, idleResult.errors)
 	assert.LessOrEqual(t, idleResult.statuses[http.StatusSwitchingProtocols], rafthttp.DefaultMaxConns)
+	assert.Greater(t, idleResult.statuses[http.StatusSwitchingProtocols], rafthttp.DefaultMaxConns/2, "the flood reached MaxConns")
 	assert.Positive(t, idleResult.statuses[http.StatusServiceUnavailable], "upgrades past the bound are refused")
-	// Upgrades without their body: at most MaxPendingUpgrades wait for it.
+	// Upgrades without their body: at most MaxPendingUpgrades wait for it,
+	// and are refused when the Handler's timeout ends the wait; the rest
+	// are refused at once.
 	t.Logf("upgrades without their body: %v, %d errors", noBodyResult.statuses, noBodyResult.errors)
 	assert.Zero(t, noBodyResult.statuses[http.StatusSwitchingProtocols])
-	assert.Positive(t, noBodyResult.statuses[http.StatusServiceUnavailable])
+	assert.LessOrEqual(t, noBodyResult.statuses[http.StatusBadRequest], rafthttp.DefaultMaxPendingUpgrades, "waited for the body")
+	assert.Positive(t, noBodyResult.statuses[http.StatusServiceUnavailable], "refused at once")
 	// Joins: refused, none applied, most at once for the bound.
 	t.Logf("joins: %v, %d errors", joinResult.statuses, joinResult.errors)
 	assert.Zero(t, joinResult.statuses[http.StatusOK], "no join for an address that never answers is applied")
 	assert.Equal(t, pendingJoins, joinResult.statuses[http.StatusServiceUnavailable], "every join is told to retry")
+	assert.GreaterOrEqual(t, atLimit.Load(), int64(pendingJoins-2*rafthttp.DefaultMaxPendingChanges), "joins past MaxPendingChanges are refused at once")
 
 	idleResult.closeAll()
 	noBodyResult.closeAll()
@@ -233,5 +281,5 @@ func TestFloodKeepsTheClusterServing(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("before the flood: %v; during: %v; after: %v; %d writes committed during the flood", before, during, after, writes.Load())
+	t.Logf("before the flood: %v; at its peak: %v; after: %v; %d writes committed during the flood", before, during, after, writes.Load())
 }
