@@ -28,3 +28,6 @@ func TrackedConns(l *Layer) int {
 	defer l.conns.mu.Unlock()
 	return len(l.conns.conns)
 }
+
+// HandlerMaxConns is the Handler's bound on open upgraded connections.
+func HandlerMaxConns(h *Handler) int { return int(h.maxConns) }

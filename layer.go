@@ -228,7 +228,7 @@ func (l *Layer) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return l.conns.add(conn, nil, 0)
+	return l.conns.add(conn, l.handler.connClosed, l.handler.currentTimeout())
 }
 
 // Close closes the Handler, makes Accept, Dial, Join and Leave return
