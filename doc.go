@@ -51,6 +51,19 @@
 // connection's first Read or Write instead of from Dial.
 // [LayerConfig.EagerHandshake] turns early data off.
 //
+// # Security
+//
+// The Handler shares the application's port, so whoever can reach the
+// application can reach raft. [HandlerConfig.Authorize] sees every request
+// first (check a client certificate or a token that
+// [LayerConfig.Header] sends), and [HandlerConfig.ClusterID] with
+// [LayerConfig.ClusterID] keeps clusters apart. Every resource a peer can
+// make a node hold is bounded ([HandlerConfig]); joins are checked (a
+// malformed ID or address is a 400, an address held by another member a
+// 409, an address the leader cannot reach a 503). The README's Security
+// section has the threat model and a mutual-TLS setup;
+// [ExampleHandlerConfig_authorize] runs a locked-down node.
+//
 // # Shutdown
 //
 // Shut a node down in this order: raft.Raft.Shutdown, then the transport's
