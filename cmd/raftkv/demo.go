@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,10 +36,12 @@ type demo struct {
 	terminal bool
 	dir      string
 	logger   hclog.Logger
-	client   *http.Client
-	nodes    []*node
-	configs  []nodeConfig
-	ctx      context.Context
+	// token is the nodes' shared token; client sends it.
+	token   bearerToken
+	client  *http.Client
+	nodes   []*node
+	configs []nodeConfig
+	ctx     context.Context
 
 	leaderChanges int
 	writeRate     float64
@@ -73,14 +77,17 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), demoMaxRunTime)
 	defer cancel()
+	token := make([]byte, 32)
+	rand.Read(token)
 	d := &demo{
 		out:      stdout,
 		terminal: isTerminal(stdout),
 		dir:      dir,
 		logger:   hclog.New(&hclog.LoggerOptions{Name: "raftkv", Output: logOutput, Level: hclog.Info}),
-		client:   &http.Client{Timeout: 10 * time.Second},
+		token:    bearerToken(base64.RawURLEncoding.EncodeToString(token)),
 		ctx:      ctx,
 	}
+	d.client = &http.Client{Timeout: 10 * time.Second, Transport: withToken{token: d.token, base: http.DefaultTransport}}
 	err = d.run()
 	d.stopAll()
 	if *keep {
@@ -111,6 +118,7 @@ func (d *demo) printf(format string, args ...any) {
 func (d *demo) run() error {
 	start := time.Now()
 	d.printf("Starting three nodes; each serves raft, membership and the key-value API on one HTTP port.\n")
+	d.printf("They share a bearer token, required on every request, and a cluster ID (-token-file, -cluster-id).\n")
 	for i := 1; i <= 3; i++ {
 		config := nodeConfig{
 			ID:      fmt.Sprintf("node%d", i),
@@ -120,6 +128,8 @@ func (d *demo) run() error {
 			SnapshotThreshold: 256,
 			SnapshotInterval:  time.Second,
 			Logger:            d.logger.Named(fmt.Sprintf("node%d", i)),
+			Token:             d.token,
+			ClusterID:         "raftkv-demo",
 		}
 		switch i {
 		case 1:
@@ -161,7 +171,12 @@ func (d *demo) run() error {
 	if err != nil {
 		return err
 	}
-	d.printf("Cluster of 3 voters; leader is %s.\n\n", leader.config.ID)
+	d.printf("Cluster of 3 voters; leader is %s.\n", leader.config.ID)
+	refused, err := d.withoutToken(leader)
+	if err != nil {
+		return err
+	}
+	d.printf("  a request without the token gets %s\n\n", refused)
 
 	d.printf("Writing %d keys through the HTTP API of %s...\n", demoKeys, leader.config.ID)
 	writeStart := time.Now()
@@ -416,6 +431,39 @@ func (d *demo) put(target *node, key string, value []byte) error {
 			return fmt.Errorf("PUT %s: %s: %s", key, response.Status, strings.TrimSpace(string(body)))
 		}
 	}
+}
+
+// withoutToken sends GET /status to n without the token and returns the
+// answer's status, which must be 401.
+func (d *demo) withoutToken(n *node) (string, error) {
+	request, err := http.NewRequestWithContext(d.ctx, http.MethodGet, fmt.Sprintf("http://%s/status", n.layer.Addr()), nil)
+	if err != nil {
+		return "", err
+	}
+	response, err := http.DefaultClient.Do(request)
+	if err != nil {
+		return "", fmt.Errorf("GET /status without the token: %w", err)
+	}
+	io.Copy(io.Discard, response.Body)
+	response.Body.Close()
+	if response.StatusCode != http.StatusUnauthorized {
+		return "", fmt.Errorf("GET /status without the token: %s, want 401", response.Status)
+	}
+	return response.Status, nil
+}
+
+// withToken is an http.RoundTripper that sends the cluster's token, as a
+// client of nodes started with -token-file must.
+type withToken struct {
+	token bearerToken
+	base  http.RoundTripper
+}
+
+func (t withToken) RoundTrip(request *http.Request) (*http.Response, error) {
+	// A RoundTripper must not change the caller's request.
+	request = request.Clone(request.Context())
+	request.Header.Set("Authorization", "Bearer "+string(t.token))
+	return t.base.RoundTrip(request)
 }
 
 // readBack waits until every node has applied the leader's log, then reads

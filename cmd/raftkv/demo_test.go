@@ -25,6 +25,7 @@ func TestDemo(t *testing.T) {
 		"joined through node1",
 		"joined through node2, a follower, which redirected it to the leader",
 		"Cluster of 3 voters",
+		"a request without the token gets 401 Unauthorized",
 		"Writing 1000 keys",
 		"written 1000/1000",
 		"1000 writes in",

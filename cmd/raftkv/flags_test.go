@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -31,7 +34,7 @@ func serveArgs(t *testing.T, overrides map[string]string, extra ...string) []str
 		flags[name] = value
 	}
 	args := []string{"serve"}
-	for _, name := range []string{"-id", "-listen", "-advertise", "-data", "-join", "-tls-cert", "-tls-key", "-tls-ca", "-log-level", "-max-value", "-snapshot-threshold"} {
+	for _, name := range []string{"-id", "-listen", "-advertise", "-data", "-join", "-tls-cert", "-tls-key", "-tls-ca", "-token-file", "-cluster-id", "-log-level", "-max-value", "-snapshot-threshold"} {
 		if value := flags[name]; value != "" {
 			args = append(args, name, value)
 		}
@@ -39,7 +42,22 @@ func serveArgs(t *testing.T, overrides map[string]string, extra ...string) []str
 	return append(args, extra...)
 }
 
+// writeFile writes content to a new file in a directory of t's and returns
+// its path.
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
+	return path
+}
+
 func TestServeFlagErrors(t *testing.T) {
+	missingToken := filepath.Join(t.TempDir(), "missing-token")
+	emptyToken := writeFile(t, "empty", "")
+	blankToken := writeFile(t, "blank", " \n\t\n")
+	twoTokens := writeFile(t, "two", "first-secret\nsecond-secret\n")
+	spacedToken := writeFile(t, "spaced", "Bearer first-secret\n")
+	hugeToken := writeFile(t, "huge", strings.Repeat("x", maxTokenLength+1))
 	tests := []struct {
 		name      string
 		overrides map[string]string
@@ -72,6 +90,18 @@ func TestServeFlagErrors(t *testing.T) {
 		{name: "max value negative", overrides: map[string]string{"-max-value": "-1"}, extra: []string{"-bootstrap"}, want: "-max-value must be positive"},
 		{name: "snapshot threshold zero", overrides: map[string]string{"-snapshot-threshold": "0"}, extra: []string{"-bootstrap"}, want: "-snapshot-threshold must be positive"},
 		{name: "positional argument", extra: []string{"-bootstrap", "extra"}, want: `unexpected argument "extra"`},
+		// Without -bootstrap or -join, so that a check that is missing
+		// fails the start-up instead of starting a node.
+		{name: "token file missing", overrides: map[string]string{"-token-file": missingToken}, want: "-token-file: open " + missingToken},
+		{name: "token file a directory", overrides: map[string]string{"-token-file": t.TempDir()}, want: "-token-file: read "},
+		{name: "token file empty", overrides: map[string]string{"-token-file": emptyToken}, want: "-token-file " + emptyToken + " is empty"},
+		{name: "token file blank", overrides: map[string]string{"-token-file": blankToken}, want: "-token-file " + blankToken + " is empty"},
+		{name: "token file two lines", overrides: map[string]string{"-token-file": twoTokens}, want: "want one token on one line"},
+		{name: "token file with scheme", overrides: map[string]string{"-token-file": spacedToken}, want: "want one token on one line"},
+		{name: "token too long", overrides: map[string]string{"-token-file": hugeToken}, want: "a token has at most 4096"},
+		{name: "cluster id spaced", overrides: map[string]string{"-cluster-id": " prod"}, want: `-cluster-id " prod": no white space around it`},
+		{name: "cluster id control", overrides: map[string]string{"-cluster-id": "pr\x01od"}, want: "no control characters"},
+		{name: "cluster id too long", overrides: map[string]string{"-cluster-id": strings.Repeat("c", 257)}, want: "-cluster-id is 257 bytes long: at most 256"},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
@@ -83,6 +113,7 @@ func TestServeFlagErrors(t *testing.T) {
 			assert.True(t, strings.HasPrefix(stderr, "raftkv serve: "), "stderr %q", stderr)
 			assert.Contains(t, stderr, test.want)
 			assert.NotContains(t, stderr, "Usage", "a bad combination gives its reason, not the usage")
+			assert.NotContains(t, stderr, "secret", "the token is not shown")
 		})
 	}
 }
@@ -119,7 +150,7 @@ func TestServeHelp(t *testing.T) {
 			help := stdout + stderr
 			assert.Contains(t, help, "Usage: raftkv serve")
 			for _, name := range []string{"id", "listen", "advertise", "data", "bootstrap", "join", "nonvoter",
-				"leave-on-shutdown", "tls-cert", "tls-key", "tls-ca", "max-value", "snapshot-threshold", "log-level"} {
+				"leave-on-shutdown", "tls-cert", "tls-key", "tls-ca", "token-file", "cluster-id", "max-value", "snapshot-threshold", "log-level"} {
 				// flag prints "  -name type\n    \tdescription", bool flags without the type.
 				assert.Regexp(t, `\n  -`+name+`( \w+)?\n    \t\S`, help, "flag -%s is not documented", name)
 			}
@@ -203,6 +234,24 @@ func TestParseServe(t *testing.T) {
 				require.NotNil(t, config.Logger)
 				assert.True(t, config.Logger.IsInfo())
 				assert.False(t, config.Logger.IsDebug())
+				assert.Empty(t, config.Token)
+				assert.Empty(t, config.ClusterID)
+			},
+		},
+		{
+			name: "token and cluster id",
+			args: []string{"-id", "n1", "-listen", "127.0.0.1:8001", "-data", "d", "-bootstrap",
+				"-token-file", writeFile(t, "token", "\n  s3cr3t-T0ken/+=  \r\n"), "-cluster-id", "prod eu-1"},
+			check: func(t *testing.T, config nodeConfig) {
+				// White space around the token is trimmed; inside it, the
+				// cluster ID may hold spaces.
+				assert.Equal(t, bearerToken("s3cr3t-T0ken/+="), config.Token)
+				assert.Equal(t, "prod eu-1", config.ClusterID)
+				// Printing the configuration, as a log line might, does
+				// not show the token.
+				for _, format := range []string{"%v", "%+v", "%#v", "%s"} {
+					assert.NotContains(t, fmt.Sprintf(format, config), "s3cr3t", "format %s", format)
+				}
 			},
 		},
 		{

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"unicode"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -64,7 +65,7 @@ func (e usageError) Error() string { return e.reason }
 // parseServe reads serve's flags into a node configuration.
 func parseServe(args []string, stderr io.Writer) (nodeConfig, error) {
 	var config nodeConfig
-	var join, logLevel string
+	var join, logLevel, tokenFile string
 	flags := flag.NewFlagSet("raftkv serve", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	flags.StringVar(&config.ID, "id", "", "this node's raft server ID, unique in the cluster (required)")
@@ -78,6 +79,8 @@ func parseServe(args []string, stderr io.Writer) (nodeConfig, error) {
 	flags.StringVar(&config.TLSCert, "tls-cert", "", "PEM certificate to serve and dial with (enables TLS; needs -tls-key)")
 	flags.StringVar(&config.TLSKey, "tls-key", "", "PEM private key of -tls-cert")
 	flags.StringVar(&config.TLSCA, "tls-ca", "", "PEM CA bundle: trust peers it signed and require them to present certificates (needs -tls-cert)")
+	flags.StringVar(&tokenFile, "token-file", "", "file holding the cluster's shared token, the same on every node: required on every request, raft's and the API's, as \"Authorization: Bearer TOKEN\"")
+	flags.StringVar(&config.ClusterID, "cluster-id", "", "the cluster's name, the same on every node: raft and membership requests naming another cluster, or none, are refused (412)")
 	flags.Int64Var(&config.MaxValue, "max-value", defaultMaxValue, "largest value a PUT may store, in bytes")
 	flags.Uint64Var(&config.SnapshotThreshold, "snapshot-threshold", defaultSnapshotThreshold, "log entries since the last snapshot that trigger a new one")
 	flags.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
@@ -99,7 +102,18 @@ func parseServe(args []string, stderr io.Writer) (nodeConfig, error) {
 		return config, usageError{fmt.Sprintf("-log-level %q: want trace, debug, info, warn or error", logLevel)}
 	}
 	config.Logger = hclog.New(&hclog.LoggerOptions{Name: "raftkv", Level: level, Output: stderr})
-	return config, validateServe(config)
+	if err := validateServe(config); err != nil {
+		return config, err
+	}
+	if tokenFile != "" {
+		// Read now, so that a missing or empty file is a bad command
+		// line, reported before anything starts.
+		var err error
+		if config.Token, err = readToken(tokenFile); err != nil {
+			return config, err
+		}
+	}
+	return config, nil
 }
 
 // validateServe checks the flag combinations that need no disk or network.
@@ -123,6 +137,11 @@ func validateServe(config nodeConfig) error {
 		return usageError{"-max-value must be positive"}
 	case config.SnapshotThreshold == 0:
 		return usageError{"-snapshot-threshold must be positive"}
+	case len(config.ClusterID) > maxClusterID:
+		return usageError{fmt.Sprintf("-cluster-id is %d bytes long: at most %d", len(config.ClusterID), maxClusterID)}
+	case strings.TrimSpace(config.ClusterID) != config.ClusterID || strings.ContainsFunc(config.ClusterID, unicode.IsControl):
+		// It travels in a header of every request.
+		return usageError{fmt.Sprintf("-cluster-id %q: no white space around it and no control characters in it", config.ClusterID)}
 	}
 	listenHost, _, err := net.SplitHostPort(config.Listen)
 	if err != nil {

@@ -39,6 +39,15 @@ const (
 	// address.
 	joinTimeout = 2 * time.Minute
 
+	// maxClusterID is the longest cluster ID rafthttp sends.
+	maxClusterID = 256
+
+	// readTimeout bounds the reading of a whole request, body included
+	// (a 1 MiB value at 35 KB/s), and idleTimeout how long a kept-alive
+	// connection may wait for its next request. See startNode.
+	readTimeout = 30 * time.Second
+	idleTimeout = 2 * time.Minute
+
 	// defaultSnapshotInterval is how often raft checks the snapshot
 	// threshold. raft's own default (two to four minutes) would leave the
 	// threshold unchecked for the life of a short-lived node.
@@ -60,11 +69,21 @@ type nodeConfig struct {
 
 	TLSCert, TLSKey, TLSCA string
 
+	// Token, if set, is required of every request to the node, raft's and
+	// the API's, as "Authorization: Bearer <Token>", and sent to peers.
+	Token bearerToken
+	// ClusterID, if set, names the cluster: peers with another ID, or
+	// none, are refused, and refuse this node.
+	ClusterID string
+
 	MaxValue          int64
 	SnapshotThreshold uint64
 	// SnapshotInterval is how often raft checks the threshold; zero means
 	// defaultSnapshotInterval.
 	SnapshotInterval time.Duration
+	// ReadTimeout bounds the reading of one request, body included; zero
+	// means readTimeout.
+	ReadTimeout time.Duration
 
 	Logger hclog.Logger
 }
@@ -111,6 +130,9 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 	}
 	if config.SnapshotInterval <= 0 {
 		config.SnapshotInterval = defaultSnapshotInterval
+	}
+	if config.ReadTimeout <= 0 {
+		config.ReadTimeout = readTimeout
 	}
 	n := &node{config: config, logger: config.Logger.With("id", config.ID), fsm: newKVFSM(),
 		serveDone: make(chan struct{}), membershipDone: make(chan struct{})}
@@ -163,13 +185,24 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 		n.listener = tls.NewListener(n.listener, serverTLS)
 	}
 
-	n.handler = rafthttp.NewHandlerWithLogger(n.logger.Named("rafthttp"))
-	var dial rafthttp.Dial
+	// With a CA, the TLS server has verified the client's certificate;
+	// authorize checks that it did, and the token if there is one.
+	mutualTLS := serverTLS != nil && serverTLS.ClientCAs != nil
+	authorize := newAuthorizer(config.Token, mutualTLS)
+	n.handler = rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{
+		Logger: n.logger.Named("rafthttp"), Authorize: authorize, ClusterID: config.ClusterID,
+	})
+	var dial rafthttp.DialContext
 	if clientTLS != nil {
-		dial = rafthttp.NewDialTLS(clientTLS)
+		dial = rafthttp.NewDialContextTLS(clientTLS)
+	}
+	var header http.Header
+	if config.Token != "" {
+		header = http.Header{"Authorization": {"Bearer " + string(config.Token)}}
 	}
 	n.layer, err = rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
-		Path: raftPath, Addr: advertiseAddr(advertise), Handler: n.handler, Dial: dial,
+		Path: raftPath, Addr: advertiseAddr(advertise), Handler: n.handler, DialContext: dial,
+		Header: header, ClusterID: config.ClusterID,
 	})
 	if err != nil {
 		return nil, err
@@ -198,11 +231,34 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 			raftmembership.Config{Logger: n.logger.Named("membership")})
 	}()
 
+	// The Handler runs authorize itself, before anything else; every other
+	// route, the key-value API and whatever matches nothing, passes the
+	// same check first.
+	api := http.NewServeMux()
+	newAPI(n).register(api)
 	mux := http.NewServeMux()
 	mux.Handle(raftPath, n.handler)
-	newAPI(n).register(mux)
-	n.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: n.logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+	mux.Handle("/", requireAuthorized(authorize, n.logger.Named("api"), api))
+	n.server = &http.Server{
+		Handler: mux,
+		// A client sending its request head slowly holds a connection.
+		ReadHeaderTimeout: 10 * time.Second,
+		// A stalled PUT body must not hold a goroutine and its buffer. A
+		// server-wide bound rather than a deadline in the PUT handler: it
+		// also covers the bodies net/http drains after a handler that did
+		// not read them, and an upgrade's early data, while raft's
+		// upgraded connections are untouched, since the Handler clears
+		// the deadline when it takes a connection over. It must exceed
+		// the longest wait of any handler (the Handler's Timeout and
+		// applyTimeout, 10 s): net/http cancels a request's context when
+		// the deadline passes while its handler runs.
+		ReadTimeout: config.ReadTimeout,
+		IdleTimeout: idleTimeout,
+		// Raft and the API need a few hundred bytes of headers; the
+		// default of 1 MiB per request is only room for abuse.
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       n.logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
 	go func() {
 		defer close(n.serveDone)
 		n.server.Serve(n.listener)
@@ -224,11 +280,17 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 			return nil, err
 		}
 	}
-	n.logger.Info("serving", "listen", n.listener.Addr(), "advertise", advertise, "tls", serverTLS != nil)
+	n.logger.Info("serving", "listen", n.listener.Addr(), "advertise", advertise, "tls", serverTLS != nil,
+		"client-certificates", mutualTLS,
+		"token", config.Token != "", "cluster-id", config.ClusterID)
 	return n, nil
 }
 
-// join asks the members in turn to add this node until one succeeds.
+// join asks the members in turn to add this node until one succeeds. A
+// member that fails in a way retrying will not fix (a 4xx, an untrusted
+// certificate) is not asked again. A refusal of this node's token or
+// cluster ID ends the join at once: every member of a cluster shares
+// them, so the others would refuse too, and the reason is the error.
 func (n *node) join(ctx context.Context, members []string) error {
 	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
@@ -236,9 +298,10 @@ func (n *node) join(ctx context.Context, members []string) error {
 	// last holds each member's latest failure, so the final error names
 	// every member once.
 	last := make(map[string]error, len(members))
-	for {
-		final := 0
-		for _, member := range members {
+	pending := members
+	for len(pending) > 0 && ctx.Err() == nil {
+		var again []string
+		for _, member := range pending {
 			attempt, cancelAttempt := context.WithTimeout(ctx, 10*time.Second)
 			var err error
 			if n.config.Nonvoter {
@@ -247,20 +310,24 @@ func (n *node) join(ctx context.Context, members []string) error {
 				err = n.layer.JoinContext(attempt, id, raft.ServerAddress(member))
 			}
 			// The join retries what may succeed later until its context
-			// ends; an error before that is one retrying will not fix (a
-			// 4xx, an untrusted certificate).
-			if err != nil && attempt.Err() == nil {
-				final++
-			}
+			// ends; an error before that is one retrying will not fix.
+			final := err != nil && attempt.Err() == nil
 			cancelAttempt()
 			if err == nil {
 				n.logger.Info("joined the cluster", "via", member)
 				return nil
 			}
+			if refused := joinRefusal(member, err); refused != nil {
+				return refused
+			}
 			n.logger.Warn("join failed", "via", member, "error", err)
 			last[member] = err
+			if !final {
+				again = append(again, member)
+			}
 		}
-		if final == len(members) {
+		pending = again
+		if len(pending) == 0 {
 			break
 		}
 		// Every round already waited out the join's own retries; pause
@@ -269,11 +336,8 @@ func (n *node) join(ctx context.Context, members []string) error {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
 		}
-		if ctx.Err() != nil {
-			break
-		}
 	}
-	errs := make([]error, 0, len(members))
+	var errs []error
 	for _, member := range members {
 		if err, ok := last[member]; ok {
 			errs = append(errs, err)
@@ -283,6 +347,43 @@ func (n *node) join(ctx context.Context, members []string) error {
 		return fmt.Errorf("join: %w", ctx.Err())
 	}
 	return fmt.Errorf("join: no member added this node: %w", errors.Join(errs...))
+}
+
+// joinRefusedError is a member's refusal of this node's credentials or
+// cluster ID, in one line that says which flag to check.
+type joinRefusedError struct {
+	member, reason string
+	err            error
+}
+
+func (e *joinRefusedError) Error() string { return "join " + e.member + " refused: " + e.reason }
+
+func (e *joinRefusedError) Unwrap() error { return e.err }
+
+// joinRefusal returns the error for a member that refused this node's
+// token, certificate or cluster ID (401, 403, 412), or nil for any other
+// failure.
+func joinRefusal(member string, err error) error {
+	var mismatch *rafthttp.ClusterIDError
+	if errors.As(err, &mismatch) {
+		return &joinRefusedError{member: member, reason: mismatch.Error() + ": check -cluster-id", err: err}
+	}
+	var status *rafthttp.StatusError
+	if !errors.As(err, &status) {
+		return nil
+	}
+	reason := fmt.Sprintf("%d %s", status.StatusCode, http.StatusText(status.StatusCode))
+	switch status.StatusCode {
+	case http.StatusUnauthorized:
+		reason += ": check -token-file"
+	case http.StatusForbidden:
+		if status.Body != "" {
+			reason += ": " + status.Body
+		}
+	default:
+		return nil
+	}
+	return &joinRefusedError{member: member, reason: reason, err: err}
 }
 
 // stop shuts the node down: leave first if asked, then raft, the transport

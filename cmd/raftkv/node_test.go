@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/rafthttp/rafthttp"
 	"github.com/rafthttp/rafthttp/internal/clustertest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -222,12 +225,12 @@ func newFakeMember(t *testing.T, status int, serving *testPKI) *fakeMember {
 	return fake
 }
 
-// startJoiner starts a node that joins through member, bounded by ctx, and
-// returns what startNode returned and how long it took.
-func startJoiner(t *testing.T, ctx context.Context, config nodeConfig, member string) (*node, time.Duration, error) {
+// startJoiner starts a node that joins through members, bounded by ctx,
+// and returns what startNode returned and how long it took.
+func startJoiner(t *testing.T, ctx context.Context, config nodeConfig, members ...string) (*node, time.Duration, error) {
 	t.Helper()
 	config.ID = "joiner"
-	config.Join = []string{member}
+	config.Join = members
 	config.Listen = "127.0.0.1:0"
 	config.DataDir = t.TempDir()
 	// Not Warn: one line per failed attempt could flood the output.
@@ -344,4 +347,282 @@ func TestServeStartErrors(t *testing.T) {
 			assert.Contains(t, last, test.want)
 		})
 	}
+}
+
+// tokenClient is newAPIClient sending token on every request, redirects
+// included.
+func tokenClient(t *testing.T, token bearerToken, follow bool) *http.Client {
+	client := newAPIClient(t, follow)
+	client.Transport = withToken{token: token, base: client.Transport}
+	return client
+}
+
+func TestAuthorizer(t *testing.T) {
+	verified := &tls.ConnectionState{HandshakeComplete: true, VerifiedChains: [][]*x509.Certificate{{{}}}}
+	unverified := &tls.ConnectionState{HandshakeComplete: true}
+	tests := []struct {
+		name          string
+		token         bearerToken
+		certificate   bool
+		tls           *tls.ConnectionState
+		authorization []string
+		// allowed says the request gets through; otherwise it is refused
+		// with ErrUnauthorized, for a 401.
+		allowed bool
+	}{
+		{name: "token", token: "s3cret", authorization: []string{"Bearer s3cret"}, allowed: true},
+		{name: "token scheme in any case", token: "s3cret", authorization: []string{"bEARER s3cret"}, allowed: true},
+		{name: "token missing", token: "s3cret"},
+		{name: "token wrong", token: "s3cret", authorization: []string{"Bearer s3cre"}},
+		{name: "token longer", token: "s3cret", authorization: []string{"Bearer s3crets"}},
+		{name: "token empty", token: "s3cret", authorization: []string{"Bearer "}},
+		{name: "token without scheme", token: "s3cret", authorization: []string{"s3cret"}},
+		{name: "token in another scheme", token: "s3cret", authorization: []string{"Basic s3cret"}},
+		{name: "token twice", token: "s3cret", authorization: []string{"Bearer s3cret", "Bearer s3cret"}},
+		{name: "token over verified TLS", token: "s3cret", tls: verified, authorization: []string{"Bearer s3cret"}, allowed: true},
+		{name: "certificate verified", certificate: true, tls: verified, allowed: true},
+		{name: "certificate not verified", certificate: true, tls: unverified},
+		{name: "certificate without TLS", certificate: true},
+		{name: "certificate with a token it does not need", certificate: true, tls: verified, authorization: []string{"Bearer x"}, allowed: true},
+		{name: "both", token: "s3cret", certificate: true, tls: verified, authorization: []string{"Bearer s3cret"}, allowed: true},
+		{name: "both without certificate", token: "s3cret", certificate: true, tls: unverified, authorization: []string{"Bearer s3cret"}},
+		{name: "both without token", token: "s3cret", certificate: true, tls: verified},
+		{name: "both with wrong token", token: "s3cret", certificate: true, tls: verified, authorization: []string{"Bearer wrong"}},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			authorize := newAuthorizer(test.token, test.certificate)
+			require.NotNil(t, authorize)
+			request := httptest.NewRequest(http.MethodGet, "/status", nil)
+			request.TLS = test.tls
+			request.Header["Authorization"] = test.authorization
+			err := authorize(request)
+			if test.allowed {
+				assert.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, rafthttp.ErrUnauthorized)
+			assert.NotContains(t, err.Error(), "s3cret", "the reason does not show the token")
+		})
+	}
+	assert.Nil(t, newAuthorizer("", false), "without a token or a CA, nothing is checked")
+}
+
+// TestNodeTokenAndClusterID runs a cluster whose nodes share a token and a
+// cluster ID: they join and replicate, and requests without the token, or
+// raft requests without the cluster ID, are refused.
+func TestNodeTokenAndClusterID(t *testing.T) {
+	const token bearerToken = "the-cluster-token"
+	nodes := startCluster(t, 3, func(config *nodeConfig) {
+		config.Token, config.ClusterID = token, "prod"
+	})
+	leader := waitLeader(t, nodes)
+	follower := nodeFollowers(nodes, leader)[0]
+
+	got := do(t, tokenClient(t, token, true), http.MethodPut, follower.url("/kv/k"), strings.NewReader("v"))
+	require.Equal(t, http.StatusNoContent, got.status, got.body)
+	require.Eventually(t, func() bool {
+		return sendGet(tokenClient(t, token, false), follower.url("/kv/k"), http.StatusOK, "v")
+	}, waitTimeout, pollEvery)
+
+	tests := []struct {
+		name, method, path string
+		header             http.Header
+		want               int
+	}{
+		{name: "api get without token", method: http.MethodGet, path: "/kv/k", want: http.StatusUnauthorized},
+		{name: "api put without token", method: http.MethodPut, path: "/kv/k", want: http.StatusUnauthorized},
+		{name: "api delete without token", method: http.MethodDelete, path: "/kv/k", want: http.StatusUnauthorized},
+		{name: "status without token", method: http.MethodGet, path: "/status", want: http.StatusUnauthorized},
+		{name: "unknown path without token", method: http.MethodGet, path: "/nothing", want: http.StatusUnauthorized},
+		{name: "api with wrong token", method: http.MethodGet, path: "/kv/k",
+			header: http.Header{"Authorization": {"Bearer the-cluster-tokeN"}}, want: http.StatusUnauthorized},
+		{name: "status with token", method: http.MethodGet, path: "/status",
+			header: http.Header{"Authorization": {"Bearer " + string(token)}}, want: http.StatusOK},
+		{name: "join without token", method: http.MethodPost, path: "/raft?id=intruder&address=127.0.0.1:1",
+			header: http.Header{"Rafthttp-Cluster-Id": {"prod"}}, want: http.StatusUnauthorized},
+		{name: "leave without token", method: http.MethodDelete, path: "/raft?id=node2",
+			header: http.Header{"Rafthttp-Cluster-Id": {"prod"}}, want: http.StatusUnauthorized},
+		{name: "upgrade without token", method: http.MethodGet, path: "/raft",
+			header: http.Header{"Upgrade": {"raft"}, "Connection": {"Upgrade"}, "Rafthttp-Cluster-Id": {"prod"}}, want: http.StatusUnauthorized},
+		{name: "join without cluster id", method: http.MethodPost, path: "/raft?id=intruder&address=127.0.0.1:1",
+			header: http.Header{"Authorization": {"Bearer " + string(token)}}, want: http.StatusPreconditionFailed},
+		{name: "upgrade for another cluster", method: http.MethodGet, path: "/raft",
+			header: http.Header{"Authorization": {"Bearer " + string(token)}, "Upgrade": {"raft"}, "Connection": {"Upgrade"}, "Rafthttp-Cluster-Id": {"staging"}},
+			want:   http.StatusPreconditionFailed},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			request, err := http.NewRequest(test.method, leader.url(test.path), strings.NewReader("intruder"))
+			require.NoError(t, err)
+			request.Header = test.header
+			response, err := newAPIClient(t, false).Do(request)
+			require.NoError(t, err)
+			body, _ := io.ReadAll(response.Body)
+			response.Body.Close()
+			require.Equal(t, test.want, response.StatusCode, "%s", body)
+			if test.want == http.StatusUnauthorized && !strings.HasPrefix(test.path, "/raft") {
+				assert.Equal(t, `Bearer realm="raftkv"`, response.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+	// Nothing the refused requests asked for happened.
+	got = do(t, tokenClient(t, token, false), http.MethodGet, leader.url("/kv/k"), nil)
+	assert.Equal(t, "v", got.body)
+	status, err := leader.status()
+	require.NoError(t, err)
+	assert.Len(t, status.Servers, 3)
+}
+
+// TestNodeJoinRefused joins a node whose token or cluster ID is not the
+// cluster's: startNode fails at once, with a one-line reason that names
+// the flag to check, even with another member left to ask.
+func TestNodeJoinRefused(t *testing.T) {
+	const patience = 8 * time.Second
+	logs := clustertest.LogWriter(t)
+	member := startTestNode(t, logs, nodeConfig{ID: "node1", Bootstrap: true, Token: "right", ClusterID: "prod"})
+	waitLeader(t, []*testNode{member})
+	tests := []struct {
+		name      string
+		token     bearerToken
+		clusterID string
+		// want is the whole error, with MEMBER for the member's address.
+		want string
+		is   error
+	}{
+		{name: "wrong token", token: "wrong", clusterID: "prod",
+			want: "join MEMBER refused: 401 Unauthorized: check -token-file", is: rafthttp.ErrUnauthorized},
+		{name: "no token", clusterID: "prod",
+			want: "join MEMBER refused: 401 Unauthorized: check -token-file", is: rafthttp.ErrUnauthorized},
+		{name: "wrong cluster id", token: "right", clusterID: "staging",
+			want: `join MEMBER refused: cluster ID mismatch: this node is in cluster "staging", the peer in cluster "prod": check -cluster-id`,
+			is:   rafthttp.ErrClusterIDMismatch},
+		{name: "no cluster id", token: "right",
+			want: `join MEMBER refused: cluster ID mismatch: this node is in cluster (none set), the peer in cluster "prod": check -cluster-id`,
+			is:   rafthttp.ErrClusterIDMismatch},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), patience)
+			defer cancel()
+			// The second member refuses connections, which is worth
+			// retrying; the first one's refusal ends the join anyway.
+			n, took, err := startJoiner(t, ctx, nodeConfig{Token: test.token, ClusterID: test.clusterID},
+				member.addr(), clustertest.RefusingAddr(t))
+			assert.Nil(t, n)
+			require.Error(t, err)
+			require.NoError(t, ctx.Err(), "startNode ran out of time: it kept asking after a refusal (%v): %v", took, err)
+			assert.Equal(t, strings.ReplaceAll(test.want, "MEMBER", member.addr()), err.Error())
+			if test.is == rafthttp.ErrUnauthorized {
+				var status *rafthttp.StatusError
+				require.ErrorAs(t, err, &status)
+				assert.Equal(t, http.StatusUnauthorized, status.StatusCode)
+			} else {
+				assert.ErrorIs(t, err, test.is)
+			}
+		})
+	}
+	status, err := member.status()
+	require.NoError(t, err)
+	assert.Len(t, status.Servers, 1, "no refused node became a member")
+}
+
+// TestNodeMutualTLSAuthorizesByCertificate runs a cluster over mutual TLS
+// with a token: both are required. The TLS server already refuses a
+// handshake without a certificate; a request that reached the handlers
+// without a verified one is refused too.
+func TestNodeMutualTLSAuthorizesByCertificate(t *testing.T) {
+	const token bearerToken = "tls-and-token"
+	pki := newTestPKI(t)
+	nodes := startCluster(t, 2, func(config *nodeConfig) {
+		pki.configure(config)
+		config.Token = token
+	})
+	leader := waitLeader(t, nodes)
+	https := "https://" + leader.addr()
+
+	withBoth := pki.client(t, true, false)
+	withBoth.Transport = withToken{token: token, base: withBoth.Transport}
+	got := do(t, withBoth, http.MethodPut, https+"/kv/k", strings.NewReader("v"))
+	require.Equal(t, http.StatusNoContent, got.status, got.body)
+
+	got = do(t, pki.client(t, true, false), http.MethodGet, https+"/kv/k", nil)
+	assert.Equal(t, http.StatusUnauthorized, got.status, "a certificate without the token: %s", got.body)
+
+	withoutCertificate := pki.client(t, false, false)
+	withoutCertificate.Transport = withToken{token: token, base: withoutCertificate.Transport}
+	_, err := send(withoutCertificate, http.MethodGet, https+"/kv/k", nil)
+	require.Error(t, err, "the token without a certificate")
+
+	// The same requests as if the TLS server had not checked the
+	// certificate: the token alone does not get them through.
+	leaf, err := x509.ParseCertificate(pki.certificate.Certificate[0])
+	require.NoError(t, err)
+	// The Handler answers a GET without Upgrade 426 Upgrade Required.
+	for _, path := range []string{"/kv/k", "/status", "/raft"} {
+		for _, verified := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s verified=%v", path, verified), func(t *testing.T) {
+				request := httptest.NewRequest(http.MethodGet, https+path, nil)
+				request.Header.Set("Authorization", "Bearer "+string(token))
+				request.TLS = &tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{leaf}}
+				if verified {
+					request.TLS.VerifiedChains = [][]*x509.Certificate{{leaf}}
+				}
+				recorder := httptest.NewRecorder()
+				leader.server.Handler.ServeHTTP(recorder, request)
+				want := http.StatusUnauthorized
+				switch {
+				case verified && path == "/raft":
+					want = http.StatusUpgradeRequired
+				case verified:
+					want = http.StatusOK
+				}
+				assert.Equal(t, want, recorder.Code, recorder.Body.String())
+			})
+		}
+	}
+}
+
+// TestNodeServerBounds checks the http.Server's bounds: a request head
+// larger than 64 KiB is refused, and a request body that stalls ends at
+// the read timeout instead of holding the connection.
+func TestNodeServerBounds(t *testing.T) {
+	const readTimeout = 500 * time.Millisecond
+	n := startTestNode(t, clustertest.LogWriter(t), nodeConfig{ID: "node1", Bootstrap: true, ReadTimeout: readTimeout})
+	waitLeader(t, []*testNode{n})
+	client := newAPIClient(t, false)
+
+	t.Run("header size", func(t *testing.T) {
+		for _, test := range []struct {
+			size int
+			want int
+		}{
+			{size: 32 << 10, want: http.StatusOK},
+			{size: 100 << 10, want: http.StatusRequestHeaderFieldsTooLarge},
+		} {
+			request, err := http.NewRequest(http.MethodGet, n.url("/status"), nil)
+			require.NoError(t, err)
+			request.Header.Set("X-Padding", strings.Repeat("p", test.size))
+			response, err := client.Do(request)
+			require.NoError(t, err)
+			response.Body.Close()
+			assert.Equal(t, test.want, response.StatusCode, "a header of %d bytes", test.size)
+		}
+	})
+
+	t.Run("stalled body", func(t *testing.T) {
+		conn, err := net.Dial("tcp", n.addr())
+		require.NoError(t, err)
+		defer conn.Close()
+		// Three bytes of the ten announced, then nothing.
+		_, err = io.WriteString(conn, "PUT /kv/slow HTTP/1.1\r\nHost: "+n.addr()+"\r\nContent-Length: 10\r\n\r\nabc")
+		require.NoError(t, err)
+		start := time.Now()
+		require.NoError(t, conn.SetReadDeadline(start.Add(waitTimeout)))
+		answer, err := io.ReadAll(conn)
+		require.NoError(t, err, "the server still holds the connection after %v (got %q)", time.Since(start).Round(time.Millisecond), answer)
+		assert.True(t, strings.HasPrefix(string(answer), "HTTP/1.1 400 "), "answer %q", answer)
+		_, ok := n.fsm.Get("slow")
+		assert.False(t, ok, "nothing was stored")
+	})
 }

@@ -103,6 +103,9 @@ type cluster struct {
 	scheme string
 	// client follows redirects; direct does not.
 	client, direct *http.Client
+	// tokenFile and clusterID, if set, go to every node as -token-file
+	// and -cluster-id, and client and direct send the token.
+	tokenFile, clusterID string
 	// restartable makes newNode start each node on a port reserved for
 	// the whole test (clustertest.ReservedAddr) instead of port 0, so
 	// that restart can bring it back at the address its peers know: a
@@ -120,6 +123,25 @@ func newCluster(t *testing.T, tlsFiles *tlsFiles) *cluster {
 	c.client = newClient(tlsConfig, true)
 	c.direct = newClient(tlsConfig, false)
 	return c
+}
+
+// secure makes the nodes c starts from now on share token and clusterID,
+// and c's clients send the token.
+func (c *cluster) secure(token, clusterID string) {
+	c.tokenFile = writeTokenFile(c.t, token)
+	c.clusterID = clusterID
+	for _, client := range []*http.Client{c.client, c.direct} {
+		client.Transport = withToken{token: bearerToken(token), base: client.Transport}
+	}
+}
+
+// writeTokenFile writes token, with a newline as an editor would, to a
+// file of t's and returns its path.
+func writeTokenFile(t *testing.T, token string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(path, []byte(token+"\n"), 0o600))
+	return path
 }
 
 // process is one raftkv serve process.
@@ -173,13 +195,20 @@ func (c *cluster) restart(p *process) *process {
 
 // start runs p's process and waits until it reports the address it
 // listens on. A cleanup stops it with SIGTERM if it still runs and expects
-// exit code 0; on failure it logs the process's output.
+// exit code 0; on failure it logs the process's output. extra comes after
+// the cluster's flags, so it can override them.
 func (c *cluster) start(p *process, extra ...string) {
 	t := c.t
 	t.Helper()
 	args := []string{"serve", "-id", p.id, "-listen", p.listen, "-data", p.dataDir}
 	if c.tls != nil {
 		args = append(args, "-tls-cert", c.tls.cert, "-tls-key", c.tls.key, "-tls-ca", c.tls.ca)
+	}
+	if c.tokenFile != "" {
+		args = append(args, "-token-file", c.tokenFile)
+	}
+	if c.clusterID != "" {
+		args = append(args, "-cluster-id", c.clusterID)
 	}
 	args = append(args, extra...)
 	p.output = &clustertest.Output{}
@@ -717,4 +746,72 @@ func TestServeSignalDuringJoin(t *testing.T) {
 	require.NotContains(t, node.output.String(), "joined the cluster")
 	code := node.signalWithin(syscall.SIGINT, 10*time.Second)
 	assert.Equal(t, 0, code, "exit code after SIGINT during the join")
+}
+
+// TestServeClusterTokenAndClusterID runs a cluster whose nodes share a
+// token and a cluster ID: it forms, and takes writes through a follower.
+// A request without the token is refused, and a node started with another
+// token or cluster ID cannot join: it says why in one line and exits 1 at
+// once, though its -join list has another member to ask.
+func TestServeClusterTokenAndClusterID(t *testing.T) {
+	const token = "the-cluster-token"
+	c := newCluster(t, nil)
+	c.secure(token, "prod")
+	nodes, leader := c.startThree()
+	via := follower(nodes, leader)
+	c.checkRedirect(via, leader, "k")
+	c.put(via, "k", "v")
+	c.waitApplied(leader, nodes)
+	c.checkData(nodes, map[string]string{"k": "v"}, nil)
+
+	anonymous := newClient(nil, false)
+	for _, p := range nodes {
+		for _, request := range []struct{ method, path string }{
+			{http.MethodGet, "/status"},
+			{http.MethodGet, "/kv/k"},
+			{http.MethodPut, "/kv/k"},
+			{http.MethodDelete, "/kv/k"},
+			{http.MethodPost, "/raft?id=intruder&address=127.0.0.1:1"},
+		} {
+			r, err := http.NewRequest(request.method, c.url(p, request.path), strings.NewReader("intruder"))
+			require.NoError(t, err)
+			r.Header.Set("Rafthttp-Cluster-Id", "prod")
+			response, err := anonymous.Do(r)
+			require.NoError(t, err)
+			io.Copy(io.Discard, response.Body)
+			response.Body.Close()
+			require.Equal(t, http.StatusUnauthorized, response.StatusCode, "%s %s on %s without the token", request.method, request.path, p.id)
+		}
+	}
+	c.checkData(nodes, map[string]string{"k": "v"}, nil)
+
+	nowhere := clustertest.RefusingAddr(t)
+	for i, test := range []struct {
+		flags []string
+		want  string
+	}{
+		{
+			flags: []string{"-token-file", writeTokenFile(t, "not-the-token")},
+			want:  "raftkv serve: join " + via.addr + " refused: 401 Unauthorized: check -token-file",
+		},
+		{
+			flags: []string{"-cluster-id", "staging"},
+			want:  `raftkv serve: join ` + via.addr + ` refused: cluster ID mismatch: this node is in cluster "staging", the peer in cluster "prod": check -cluster-id`,
+		},
+	} {
+		joiner := c.newNode(fmt.Sprintf("intruder%d", i), append([]string{"-join", via.addr + "," + nowhere}, test.flags...)...)
+		select {
+		case <-joiner.exited:
+		case <-time.After(processExitWait):
+			t.Fatalf("%s (%v) still runs %v after it started joining", joiner.id, test.flags, processExitWait)
+		}
+		assert.Equal(t, 1, joiner.cmd.ProcessState.ExitCode(), "%s: exit code", joiner.id)
+		output := strings.TrimRight(joiner.output.String(), "\n")
+		lines := strings.Split(output, "\n")
+		assert.Equal(t, test.want, lines[len(lines)-1], "%s: the last line of its output", joiner.id)
+		assert.Equal(t, 1, strings.Count(output, "refused"), "%s: one line says why:\n%s", joiner.id, output)
+		assert.NotContains(t, output, "the-token", "%s: the token is not shown", joiner.id)
+		assert.NotContains(t, output, "the-cluster-token")
+	}
+	c.waitStable(nodes, "node1", "node2", "node3")
 }
