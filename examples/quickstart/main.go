@@ -42,7 +42,9 @@ func main() {
 	handler := rafthttp.NewHandler()
 	mux := http.NewServeMux()
 	mux.Handle("/raft", handler)
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Bound what a client can make the server hold before a handler runs:
+	// a slowly sent request head, and headers far larger than raft's.
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 	go server.Serve(listener)
 
 	// raft talks to its peers through the Layer.
