@@ -603,6 +603,11 @@ func (h *Handler) serveMembership(w http.ResponseWriter, r *http.Request, kind r
 	switch {
 	case errors.As(err, &inUse):
 		status = http.StatusConflict
+	case refusedCheck(err):
+		// The joiner's Handler refused the leader's check: the two are
+		// set up for different clusters or credentials, which no retry
+		// mends.
+		status = http.StatusForbidden
 	case retryable(err):
 		status = http.StatusServiceUnavailable
 	}
@@ -703,6 +708,24 @@ func (h *Handler) send(ctx context.Context, request *raftmembership.ChangeReques
 		}
 		return errNoConsumer
 	}
+}
+
+// refusedCheck reports whether err is a reachability check that the
+// joiner's Handler refused for want of authorization (401, 403) or for
+// another cluster ID (412).
+func refusedCheck(err error) bool {
+	var (
+		unreachable *raftmembership.ErrUnreachable
+		status      *StatusError
+	)
+	if !errors.As(err, &unreachable) || !errors.As(unreachable.Err, &status) {
+		return false
+	}
+	switch status.StatusCode {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusPreconditionFailed:
+		return true
+	}
+	return false
 }
 
 // retryable reports whether a failed membership request may succeed if sent
