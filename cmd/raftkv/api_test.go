@@ -50,7 +50,7 @@ func (n *testNode) stopNow() { n.stopOnce.Do(n.stop) }
 // to t.Log. The reserved port refuses connections once the node stops, as
 // its peers, still dialing it, expect, and no other test can take it
 // before a restart listens there again.
-func startTestNode(t *testing.T, logs io.Writer, config nodeConfig) *testNode {
+func startTestNode(t testing.TB, logs io.Writer, config nodeConfig) *testNode {
 	t.Helper()
 	if config.Listen == "" {
 		config.Listen = clustertest.ReservedAddr(t)
@@ -70,7 +70,7 @@ func startTestNode(t *testing.T, logs io.Writer, config nodeConfig) *testNode {
 
 // startCluster starts count voters: node1 bootstraps, the others join it.
 // configure, if not nil, adjusts each node's configuration.
-func startCluster(t *testing.T, count int, configure func(*nodeConfig)) []*testNode {
+func startCluster(t testing.TB, count int, configure func(*nodeConfig)) []*testNode {
 	t.Helper()
 	logs := clustertest.LogWriter(t)
 	var nodes []*testNode
@@ -100,7 +100,7 @@ func startCluster(t *testing.T, count int, configure func(*nodeConfig)) []*testN
 }
 
 // waitLeader waits until one of nodes leads and every one of them knows it.
-func waitLeader(t *testing.T, nodes []*testNode) *testNode {
+func waitLeader(t testing.TB, nodes []*testNode) *testNode {
 	t.Helper()
 	var leader *testNode
 	require.Eventually(t, func() bool {
@@ -135,7 +135,7 @@ func nodeFollowers(nodes []*testNode, leader *testNode) []*testNode {
 
 // newClient returns a client that keeps no idle connections, so no
 // goroutine outlives a test; follow says whether it follows redirects.
-func newAPIClient(t *testing.T, follow bool) *http.Client {
+func newAPIClient(t testing.TB, follow bool) *http.Client {
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: waitTimeout}
 	if !follow {
 		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -152,7 +152,7 @@ type reply struct {
 
 // do sends one request; a body of nil sends none, and a body that is not a
 // *bytes.Reader or *strings.Reader is sent chunked, without Content-Length.
-func do(t *testing.T, client *http.Client, method, url string, body io.Reader) reply {
+func do(t testing.TB, client *http.Client, method, url string, body io.Reader) reply {
 	t.Helper()
 	got, err := send(client, method, url, body)
 	require.NoError(t, err, "%s %s", method, url)
