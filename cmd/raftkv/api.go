@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,16 +83,16 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if consistent {
-		// A linearizable read: only the leader can answer, after confirming
-		// it still leads and has applied everything committed before now.
+		// A linearizable read: only the leader can answer, once it has
+		// confirmed it still leads and applied everything committed
+		// before now. See consistentReads: nothing is written.
 		if !a.leaderOnly(w, r) {
 			return
 		}
-		if err := a.node.raft.Barrier(applyTimeout).Error(); err != nil {
-			a.raftError(w, r, err)
-			return
-		}
-		if err := a.node.raft.VerifyLeader().Error(); err != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), applyTimeout)
+		err := a.node.reads.wait(ctx)
+		cancel()
+		if err != nil {
 			a.raftError(w, r, err)
 			return
 		}
@@ -191,7 +192,8 @@ func (a *api) raftError(w http.ResponseWriter, r *http.Request, err error) {
 			return
 		}
 		fallthrough
-	case errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown):
+	case errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrRaftShutdown),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "raftkv: "+err.Error(), http.StatusServiceUnavailable)
 	default:

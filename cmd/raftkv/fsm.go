@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/gob"
 	"errors"
@@ -61,6 +62,14 @@ type kvFSM struct {
 	// bytes counts the key and value bytes of every put applied, for the
 	// demo's summary.
 	bytes uint64
+	// applied is a log index the map reflects every entry up to: the last
+	// command or configuration raft handed over, or a barrier's index
+	// once the barrier has committed (see markApplied). Zero means
+	// unknown, as after a Restore, which raft gives no index.
+	applied uint64
+	// advanced, if not nil, is closed when applied next grows; made only
+	// when a reader waits, so writes allocate nothing for it.
+	advanced chan struct{}
 }
 
 func newKVFSM() *kvFSM {
@@ -72,11 +81,14 @@ func newKVFSM() *kvFSM {
 // stop every node of the cluster.
 func (f *kvFSM) Apply(entry *raft.Log) any {
 	op, key, value, err := decodeCommand(entry.Data)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	// A skipped entry is applied all the same: a read waiting for it
+	// must not wait for the next write.
+	f.advanceLocked(entry.Index)
 	if err != nil {
 		return fmt.Errorf("raftkv: log entry %d: %w", entry.Index, err)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	switch op {
 	case opPut:
 		// entry.Data belongs to raft; keep a copy.
@@ -86,6 +98,72 @@ func (f *kvFSM) Apply(entry *raft.Log) any {
 		delete(f.data, key)
 	}
 	return nil
+}
+
+// StoreConfiguration makes kvFSM a raft.ConfigurationStore, which raft
+// hands every committed configuration entry (a join, a leave) in log
+// order. The map has nothing to store, but the entry's index counts as
+// applied: otherwise a read whose index is a configuration entry would
+// wait for the next write.
+func (f *kvFSM) StoreConfiguration(index uint64, _ raft.Configuration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advanceLocked(index)
+}
+
+// markApplied records that the map reflects every entry up to index. The
+// read path calls it when a barrier at index has committed: raft does not
+// hand barriers (nor a new leader's no-op entry) to the FSM, yet answers
+// a barrier only after the FSM has applied everything before it.
+func (f *kvFSM) markApplied(index uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advanceLocked(index)
+}
+
+// advanceLocked raises applied to index and wakes the waiting readers. f.mu
+// must be held for writing.
+func (f *kvFSM) advanceLocked(index uint64) {
+	if index <= f.applied {
+		return
+	}
+	f.applied = index
+	if f.advanced != nil {
+		close(f.advanced)
+		f.advanced = nil
+	}
+}
+
+// appliedIndex returns the index the map reflects every entry up to.
+func (f *kvFSM) appliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.applied
+}
+
+// waitApplied returns once the map reflects every log entry up to index,
+// or ctx's error if ctx ends first.
+func (f *kvFSM) waitApplied(ctx context.Context, index uint64) error {
+	if f.appliedIndex() >= index {
+		return nil
+	}
+	for {
+		f.mu.Lock()
+		if f.applied >= index {
+			f.mu.Unlock()
+			return nil
+		}
+		if f.advanced == nil {
+			f.advanced = make(chan struct{})
+		}
+		advanced := f.advanced
+		f.mu.Unlock()
+		select {
+		case <-advanced:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Get returns the value of key and whether it exists.
@@ -131,6 +209,11 @@ func (f *kvFSM) Restore(reader io.ReadCloser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.data = data
+	// The snapshot's index is raft's alone, and a snapshot sent by a
+	// leader may even be older than what this map held: claim nothing
+	// until the next entry. Only followers restore, and they serve no
+	// consistent reads; a leader's barrier sets applied again.
+	f.applied = 0
 	return nil
 }
 

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/stretchr/testify/assert"
@@ -227,4 +229,84 @@ func TestFSMRestoreRejectsGarbage(t *testing.T) {
 	value, ok := fsm.Get("a")
 	require.True(t, ok, "a failed restore leaves the state alone")
 	assert.Equal(t, "1", string(value))
+}
+
+// TestFSMWaitApplied checks what a consistent read waits on: every way
+// the applied index advances, and the ways a wait ends.
+func TestFSMWaitApplied(t *testing.T) {
+	// Each case starts from a map that has applied entry 1 and waits for
+	// entry 5; advance is what happens while it waits.
+	tests := []struct {
+		name    string
+		advance func(*kvFSM)
+		// wake says whether the wait for 5 returns.
+		wake bool
+	}{
+		{name: "command", advance: func(f *kvFSM) {
+			f.Apply(&raft.Log{Index: 5, Type: raft.LogCommand, Data: encodePut("k", nil)})
+		}, wake: true},
+		{name: "command past the index", advance: func(f *kvFSM) {
+			f.Apply(&raft.Log{Index: 9, Type: raft.LogCommand, Data: encodePut("k", nil)})
+		}, wake: true},
+		{name: "command before the index", advance: func(f *kvFSM) {
+			f.Apply(&raft.Log{Index: 4, Type: raft.LogCommand, Data: encodePut("k", nil)})
+		}},
+		// Skipped, but applied: the read must not wait for the next write.
+		{name: "bad command", advance: func(f *kvFSM) {
+			f.Apply(&raft.Log{Index: 5, Type: raft.LogCommand, Data: []byte{9}})
+		}, wake: true},
+		{name: "configuration", advance: func(f *kvFSM) {
+			f.StoreConfiguration(5, raft.Configuration{})
+		}, wake: true},
+		// A committed barrier, which raft does not hand to the FSM.
+		{name: "barrier", advance: func(f *kvFSM) { f.markApplied(5) }, wake: true},
+		{name: "restore", advance: func(f *kvFSM) {
+			var sink memorySink
+			snapshot, _ := f.Snapshot()
+			snapshot.Persist(&sink)
+			f.Restore(sink.reader())
+		}},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			t.Parallel()
+			fsm := newKVFSM()
+			applyOK(t, fsm, 1, encodePut("k", nil))
+			require.NoError(t, fsm.waitApplied(t.Context(), 1), "an index already applied")
+
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- fsm.waitApplied(ctx, 5) }()
+			select {
+			case err := <-done:
+				t.Fatalf("the wait for 5 returned %v with 1 applied", err)
+			default:
+			}
+			test.advance(fsm)
+			if test.wake {
+				select {
+				case err := <-done:
+					require.NoError(t, err)
+				case <-time.After(waitTimeout):
+					t.Fatal("the wait for 5 did not return")
+				}
+				assert.GreaterOrEqual(t, fsm.appliedIndex(), uint64(5))
+				return
+			}
+			// Still waiting; it ends with its context.
+			cancel()
+			require.ErrorIs(t, <-done, context.Canceled)
+			assert.Less(t, fsm.appliedIndex(), uint64(5))
+		})
+	}
+
+	t.Run("never backwards", func(t *testing.T) {
+		t.Parallel()
+		fsm := newKVFSM()
+		fsm.markApplied(7)
+		fsm.StoreConfiguration(3, raft.Configuration{})
+		applyOK(t, fsm, 2, encodePut("k", nil))
+		assert.Equal(t, uint64(7), fsm.appliedIndex())
+	})
 }

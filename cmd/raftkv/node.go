@@ -86,6 +86,20 @@ type nodeConfig struct {
 	ReadTimeout time.Duration
 
 	Logger hclog.Logger
+
+	// hooks let tests reach into what startNode builds.
+	hooks nodeHooks
+}
+
+// nodeHooks are for tests. Each, if set, sees one part as startNode builds
+// it and returns what the node uses instead.
+type nodeHooks struct {
+	// listener wraps the node's listener (under TLS, if any).
+	listener func(net.Listener) net.Listener
+	// dial wraps how the node dials its peers for raft.
+	dial func(rafthttp.DialContext) rafthttp.DialContext
+	// raft adjusts the raft configuration.
+	raft func(*raft.Config)
 }
 
 // node is one running raftkv server: raft, its transport over rafthttp, and
@@ -100,6 +114,7 @@ type node struct {
 	transport *raft.NetworkTransport
 	raft      *raft.Raft
 	fsm       *kvFSM
+	reads     *consistentReads
 	store     *raftboltdb.BoltStore
 	snapshots *raft.FileSnapshotStore
 	// existing says the data directory already held raft state at start.
@@ -174,6 +189,9 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	cleanups = append(cleanups, func() { n.listener.Close() })
+	if config.hooks.listener != nil {
+		n.listener = config.hooks.listener(n.listener)
+	}
 	advertise := config.Advertise
 	if advertise == "" {
 		advertise = n.listener.Addr().String()
@@ -195,6 +213,12 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 	var dial rafthttp.DialContext
 	if clientTLS != nil {
 		dial = rafthttp.NewDialContextTLS(clientTLS)
+	}
+	if config.hooks.dial != nil {
+		if dial == nil {
+			dial = rafthttp.NewDialContextTCP()
+		}
+		dial = config.hooks.dial(dial)
 	}
 	var header http.Header
 	if config.Token != "" {
@@ -220,11 +244,15 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 	// Keep enough log behind a snapshot for a briefly lagging follower to
 	// catch up from the log rather than from a snapshot install.
 	raftConfig.TrailingLogs = 1024
+	if config.hooks.raft != nil {
+		config.hooks.raft(raftConfig)
+	}
 	n.raft, err = raft.NewRaft(raftConfig, n.fsm, n.store, n.store, n.snapshots, n.transport)
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	cleanups = append(cleanups, func() { n.raft.Shutdown().Error() })
+	n.reads = newConsistentReads(n.raft, n.fsm)
+	cleanups = append(cleanups, func() { n.raft.Shutdown().Error(); n.reads.close(time.Second) })
 	go func() {
 		defer close(n.membershipDone)
 		raftmembership.HandleChangeRequestsWithConfig(n.raft, n.handler.Requests(),
@@ -401,6 +429,9 @@ func (n *node) stop() {
 	}
 	if err := n.raft.Shutdown().Error(); err != nil {
 		n.logger.Error("raft shutdown", "error", err)
+	}
+	if !n.reads.close(5 * time.Second) {
+		n.logger.Warn("a consistent read's barrier outlived raft")
 	}
 	n.transport.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
