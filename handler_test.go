@@ -468,33 +468,35 @@ func TestHandlerMembershipOutcomes(t *testing.T) {
 		{
 			name: "join at a follower", method: http.MethodPost, query: join,
 			outcome:    raftmembership.NewErrDifferentLeader(leader),
-			wantStatus: http.StatusTemporaryRedirect, wantLocation: "http://" + leader + "/raft?" + join,
+			wantStatus: http.StatusTemporaryRedirect, wantLocation: "//" + leader + "/raft?" + join,
 		},
 		{
 			name: "leave at a follower", method: http.MethodDelete, query: leave,
 			outcome:    raftmembership.NewErrDifferentLeader(leader),
-			wantStatus: http.StatusTemporaryRedirect, wantLocation: "http://" + leader + "/raft?" + leave,
+			wantStatus: http.StatusTemporaryRedirect, wantLocation: "//" + leader + "/raft?" + leave,
 		},
+		// Over TLS the Location is the same: with no scheme, every client
+		// keeps its own (README, Membership).
 		{
 			name: "join at a follower over TLS", tls: true, method: http.MethodPost, query: join,
 			outcome:    raftmembership.NewErrDifferentLeader(leader),
-			wantStatus: http.StatusTemporaryRedirect, wantLocation: "https://" + leader + "/raft?" + join,
+			wantStatus: http.StatusTemporaryRedirect, wantLocation: "//" + leader + "/raft?" + join,
 		},
 		{
 			name: "leave at a follower over TLS", tls: true, method: http.MethodDelete, query: leave,
 			outcome:    raftmembership.NewErrDifferentLeader(leader),
-			wantStatus: http.StatusTemporaryRedirect, wantLocation: "https://" + leader + "/raft?" + leave,
+			wantStatus: http.StatusTemporaryRedirect, wantLocation: "//" + leader + "/raft?" + leave,
 		},
 		{
 			name: "redirect keeps a nested path and the query as sent", path: "/cluster/raft", method: http.MethodPost,
 			query:      "address=127.0.0.1%3A9002&id=node2&x=%C3%A9",
 			outcome:    raftmembership.NewErrDifferentLeader(leader),
-			wantStatus: http.StatusTemporaryRedirect, wantLocation: "http://" + leader + "/cluster/raft?address=127.0.0.1%3A9002&id=node2&x=%C3%A9",
+			wantStatus: http.StatusTemporaryRedirect, wantLocation: "//" + leader + "/cluster/raft?address=127.0.0.1%3A9002&id=node2&x=%C3%A9",
 		},
 		{
 			name: "wrapped different leader", method: http.MethodPost, query: join,
 			outcome:    fmt.Errorf("membership: %w", raftmembership.NewErrDifferentLeader(leader)),
-			wantStatus: http.StatusTemporaryRedirect, wantLocation: "http://" + leader + "/raft?" + join,
+			wantStatus: http.StatusTemporaryRedirect, wantLocation: "//" + leader + "/raft?" + join,
 		},
 		{
 			name: "join with the leader unknown", method: http.MethodPost, query: join,

@@ -186,6 +186,9 @@ type serverOptions struct {
 	pattern string
 	// tls serves TLS instead of plain HTTP.
 	tls bool
+	// tlsConfig, if set, is the TLS server's config (Certificates empty
+	// means httptest's own), for client certificates.
+	tlsConfig *tls.Config
 	// http2 offers HTTP/2 over TLS, first, as http.Server.ServeTLS does.
 	http2 bool
 	// wrap, if set, wraps the server's root handler (middleware).
@@ -196,6 +199,10 @@ type serverOptions struct {
 	jsonLogs bool
 	// recordWire records the server's connections in testServer.wire.
 	recordWire bool
+	// clientHeaders are header lines ("Name: value") that the test's own
+	// requests to the server carry (upgradeHead, tryDo): the credentials
+	// or cluster ID its Handler asks for.
+	clientHeaders []string
 }
 
 // testServer is a loopback HTTP server with a Handler mounted on a
@@ -208,6 +215,8 @@ type testServer struct {
 	logs    *logBuffer
 	// wire is nil unless serverOptions.recordWire.
 	wire *wireLog
+	// clientHeaders is serverOptions.clientHeaders.
+	clientHeaders []string
 }
 
 // startServer starts a testServer that is shut down when the test ends:
@@ -248,6 +257,7 @@ func startServer(t *testing.T, options serverOptions) *testServer {
 		server.StartTLS()
 		require.Contains(t, server.TLS.NextProtos, "h2", "the server offers HTTP/2")
 	case options.tls:
+		server.TLS = options.tlsConfig
 		server.StartTLS()
 	default:
 		server.Start()
@@ -259,7 +269,8 @@ func startServer(t *testing.T, options serverOptions) *testServer {
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, layer.Close()) })
-	return &testServer{Server: server, path: path, handler: handler, layer: layer, logs: logs, wire: wire}
+	return &testServer{Server: server, path: path, handler: handler, layer: layer, logs: logs, wire: wire,
+		clientHeaders: options.clientHeaders}
 }
 
 func (s *testServer) addr() string { return s.Listener.Addr().String() }
@@ -287,10 +298,10 @@ func (s *testServer) dialRaw(t *testing.T) net.Conn {
 }
 
 // upgradeHead is the head of an upgrade request as this package's Dial
-// sends it, with the extra header lines.
+// sends it, with the server's clientHeaders and the extra header lines.
 func (s *testServer) upgradeHead(headers ...string) string {
-	return requestHead(http.MethodGet, s.path, s.addr(),
-		append([]string{"Upgrade: raft", "Connection: Upgrade"}, headers...)...)
+	lines := append([]string{"Upgrade: raft", "Connection: Upgrade"}, s.clientHeaders...)
+	return requestHead(http.MethodGet, s.path, s.addr(), append(lines, headers...)...)
 }
 
 // upgrade opens a raw connection, asks for an upgrade without early data,
@@ -333,6 +344,19 @@ func (s *testServer) connect(t *testing.T, client *rafthttp.Layer) (dialed, acce
 	return dialed, s.accept(t)
 }
 
+// connectWriting is connect for a client that may send early data, whose
+// dial sends its request only with the first Write: it writes raft's
+// first bytes on the dialed end and requires them on the accepted one.
+func (s *testServer) connectWriting(t *testing.T, client *rafthttp.Layer) (dialed, accepted net.Conn) {
+	t.Helper()
+	const first = "raft's first bytes"
+	dialed = dialConn(t, client, s.addr(), testWait)
+	write(t, dialed, first)
+	accepted = s.accept(t)
+	require.Equal(t, first, readFull(t, accepted, len(first)))
+	return dialed, accepted
+}
+
 // requireNextAccepted upgrades a new connection and requires that it is
 // the next one Accept returns: a refused request that had reached the
 // backlog would come out first, and a backlog slot it kept would leave a
@@ -360,6 +384,9 @@ type httpResponse struct {
 	status int
 	header http.Header
 	body   string
+	// close: the answer ends its connection (Connection: close, which
+	// net/http takes out of header).
+	close bool
 }
 
 // tryDo sends a membership request with the given raw query. It is safe to
@@ -372,6 +399,10 @@ func (s *testServer) tryDo(ctx context.Context, method, query string) (httpRespo
 	request, err := http.NewRequestWithContext(ctx, method, target, nil)
 	if err != nil {
 		return httpResponse{}, err
+	}
+	for _, line := range s.clientHeaders {
+		name, value, _ := strings.Cut(line, ":")
+		request.Header.Add(name, strings.TrimSpace(value))
 	}
 	response, err := s.httpClient().Do(request)
 	if err != nil {
@@ -422,6 +453,30 @@ func (tr *requestTracker) wrap(next http.Handler) http.Handler {
 		defer func() { tr.left <- struct{}{} }()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// requestRecorder is middleware that records every request that reaches
+// the server, as the Handler behind it will see it: a test counts the
+// requests a client made, or checks the headers each carried.
+type requestRecorder struct {
+	mu       sync.Mutex
+	requests []seenRequest
+}
+
+func (rec *requestRecorder) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.mu.Lock()
+		rec.requests = append(rec.requests, newSeenRequest(r))
+		rec.mu.Unlock()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// seen returns the requests recorded so far.
+func (rec *requestRecorder) seen() []seenRequest {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return slices.Clone(rec.requests)
 }
 
 // fullBacklog is a Handler with Backlog 1, which an upgrade nobody
@@ -1147,7 +1202,7 @@ func readResponse(t *testing.T, reader *bufio.Reader, method string) httpRespons
 	defer response.Body.Close()
 	body, err := io.ReadAll(response.Body)
 	require.NoError(t, err)
-	return httpResponse{status: response.StatusCode, header: response.Header, body: string(body)}
+	return httpResponse{status: response.StatusCode, header: response.Header, body: string(body), close: response.Close}
 }
 
 // readUntilClosed reads everything the other end sends until it closes the
@@ -1193,16 +1248,31 @@ func requireSameBytes(t *testing.T, want, got, what string) {
 
 // Scripted servers for the membership client.
 
-// seenRequest is what a scripted server saw of one request.
+// seenRequest is what a scripted server, or a requestRecorder, saw of
+// one request.
 type seenRequest struct {
-	Method   string
-	Path     string
-	RawQuery string
-	Query    url.Values
-	Host     string
-	TLS      bool
-	At       time.Time
+	Method        string
+	Path          string
+	RawQuery      string
+	Query         url.Values
+	Host          string
+	TLS           bool
+	At            time.Time
+	Header        http.Header
+	ContentLength int64
+	RemoteAddr    string
 }
+
+func newSeenRequest(r *http.Request) seenRequest {
+	return seenRequest{
+		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Query: r.URL.Query(),
+		Host: r.Host, TLS: r.TLS != nil, At: time.Now(),
+		Header: r.Header.Clone(), ContentLength: r.ContentLength, RemoteAddr: r.RemoteAddr,
+	}
+}
+
+// upgrade reports whether the request asked for an upgrade.
+func (r seenRequest) upgrade() bool { return r.Header.Get("Upgrade") != "" }
 
 // scriptedServer is a loopback HTTP server whose answers a test scripts.
 // It records every request and counts the connections it opened and saw
@@ -1243,10 +1313,7 @@ func startScriptedServer(t *testing.T, respond respondFunc, useTLS bool, listene
 	s := &scriptedServer{errors: newLogBuffer(t)}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
-		s.requests = append(s.requests, seenRequest{
-			Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Query: r.URL.Query(),
-			Host: r.Host, TLS: r.TLS != nil, At: time.Now(),
-		})
+		s.requests = append(s.requests, newSeenRequest(r))
 		n := len(s.requests)
 		s.mu.Unlock()
 		respond(w, r, n)
@@ -1298,7 +1365,8 @@ func (s *scriptedServer) requireConnsClosed(t *testing.T) {
 }
 
 // redirectTo answers with a redirect of the given status to the same path
-// and query at addr, with scheme, as the Handler does for a follower.
+// and query at addr, with scheme; an empty scheme gives the Location a
+// Handler sends for a follower, "//addr/path?query".
 func redirectTo(scheme, addr string, status int) respondFunc {
 	return func(w http.ResponseWriter, r *http.Request, _ int) {
 		location := url.URL{Scheme: scheme, Host: addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}

@@ -97,8 +97,10 @@ func TestClusterTLS(t *testing.T) {
 }
 
 // TestClusterJoinThroughFollowerTLS joins the third node of a mutual-TLS
-// cluster through a follower: the follower redirects to an https URL of the
-// leader, the client follows it over TLS, and the node becomes a voter.
+// cluster through a follower: the follower redirects to the leader with a
+// Location that has no scheme, the client resolves it against its own
+// http:// URL and follows it through its TLS Dial, and the node becomes a
+// voter.
 func TestClusterJoinThroughFollowerTLS(t *testing.T) {
 	recorder := &clustertest.Recorder{}
 	options := clustertest.NewCA(t).Options(true)
@@ -127,8 +129,8 @@ func TestClusterJoinThroughFollowerTLS(t *testing.T) {
 	require.NotEmpty(t, joins)
 	assert.Equal(t, follower.Addr, joins[0].Host, "the first attempt goes to the follower")
 	assert.Equal(t, http.StatusTemporaryRedirect, joins[0].Status)
-	assert.True(t, strings.HasPrefix(joins[0].Location, "https://"+leader.Addr+clustertest.Path+"?"),
-		"redirect to %q, want the leader over https", joins[0].Location)
+	assert.True(t, strings.HasPrefix(joins[0].Location, "//"+leader.Addr+clustertest.Path+"?"),
+		"redirect to %q, want the leader without a scheme", joins[0].Location)
 	last := joins[len(joins)-1]
 	assert.Equal(t, http.StatusOK, last.Status)
 	assert.Equal(t, leader.Addr, last.Host)
@@ -191,7 +193,7 @@ func TestClusterLeaveLeader(t *testing.T) {
 	assert.Equal(t, http.StatusTemporaryRedirect, first.Status, "the old leader should redirect after handing over")
 	assert.Equal(t, http.StatusOK, last.Status)
 	assert.NotEqual(t, old.Addr, last.Host, "the leave should be applied by the new leader")
-	assert.True(t, strings.HasPrefix(first.Location, "http://"+last.Host+clustertest.Path+"?"),
+	assert.True(t, strings.HasPrefix(first.Location, "//"+last.Host+clustertest.Path+"?"),
 		"redirected to %q, want the new leader %s", first.Location, last.Host)
 
 	old.Stop()

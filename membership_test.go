@@ -191,12 +191,17 @@ func TestMembershipLayerRepeatedCalls(t *testing.T) {
 func TestChangeMembershipFollowsRedirects(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name   string
-		kind   raftmembership.ChangeRequestKind
-		status int
-		hops   int
+		name     string
+		kind     raftmembership.ChangeRequestKind
+		noScheme bool // the Location has no scheme, rather than http
+		status   int
+		hops     int
 	}{
 		{name: "join 307", kind: raftmembership.JoinRequest, status: http.StatusTemporaryRedirect, hops: 1},
+		// The Location a Handler sends: "//leader/path?query".
+		{name: "join 307 without scheme", kind: raftmembership.JoinRequest, noScheme: true, status: http.StatusTemporaryRedirect, hops: 1},
+		{name: "leave 307 without scheme", kind: raftmembership.LeaveRequest, noScheme: true, status: http.StatusTemporaryRedirect, hops: 1},
+		{name: "three hops without scheme", kind: raftmembership.JoinRequest, noScheme: true, status: http.StatusTemporaryRedirect, hops: 3},
 		{name: "join 308", kind: raftmembership.JoinRequest, status: http.StatusPermanentRedirect, hops: 1},
 		{name: "leave 307", kind: raftmembership.LeaveRequest, status: http.StatusTemporaryRedirect, hops: 1},
 		{name: "leave 308", kind: raftmembership.LeaveRequest, status: http.StatusPermanentRedirect, hops: 1},
@@ -210,8 +215,12 @@ func TestChangeMembershipFollowsRedirects(t *testing.T) {
 			leader := newScriptedServer(t, respondOK)
 			servers := []*scriptedServer{leader}
 			next := leader
+			scheme := "http"
+			if test.noScheme {
+				scheme = ""
+			}
 			for range test.hops {
-				next = newScriptedServer(t, redirectTo("http", next.addr, test.status))
+				next = newScriptedServer(t, redirectTo(scheme, next.addr, test.status))
 				servers = append([]*scriptedServer{next}, servers...)
 			}
 			dial := recordDial(rafthttp.NewDialTCP())
@@ -302,13 +311,15 @@ func TestChangeMembershipRedirectBound(t *testing.T) {
 }
 
 // In a TLS cluster every hop is TLS, dialed by the TLS Dial itself, whether
-// the redirect says https (as the Handler does for a TLS request) or http.
+// the redirect has no scheme (as the Handler sends it), says https (as the
+// Handler did before) or http.
 func TestChangeMembershipRedirectOverTLS(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name   string
 		scheme string
 	}{
+		{name: "location without scheme", scheme: ""},
 		{name: "https location", scheme: "https"},
 		{name: "http location", scheme: "http"},
 	}

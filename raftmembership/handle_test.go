@@ -39,38 +39,51 @@ func TestHandleChangeRequestsWithConfigReturnsWhenChannelClosed(t *testing.T) {
 
 // joinStep is one request in TestJoin, sent to the leader.
 type joinStep struct {
-	request func(b *testNode) *raftmembership.ChangeRequest
+	request func(a, b *testNode) *raftmembership.ChangeRequest
 	// unchanged means the request must succeed without appending a
 	// configuration entry.
 	unchanged bool
+	// inUseBy, if set, means the request must fail with ErrAddressInUse
+	// naming this member, and change nothing.
+	inUseBy raft.ServerID
 }
 
 func TestJoin(t *testing.T) {
 	t.Parallel()
-	join := func(b *testNode) *raftmembership.ChangeRequest {
+	join := func(_, b *testNode) *raftmembership.ChangeRequest {
 		return raftmembership.NewJoinRequest(b.id, b.addr)
 	}
-	joinNonvoter := func(b *testNode) *raftmembership.ChangeRequest {
+	joinNonvoter := func(_, b *testNode) *raftmembership.ChangeRequest {
 		return raftmembership.NewJoinNonvoterRequest(b.id, b.addr)
 	}
 	// The old entries are non-voters at an address nothing answers:
 	// raft (v1.7.3 and v1.8.0) has a data race when the address of a
 	// peer it is successfully replicating to changes
 	// (hashicorp/raft#681), which -race would report here.
-	atOldAddress := func(b *testNode) *raftmembership.ChangeRequest {
+	atOldAddress := func(_, b *testNode) *raftmembership.ChangeRequest {
 		return raftmembership.NewJoinNonvoterRequest(b.id, b.addr+"-gone")
 	}
-	ghostAtAddress := func(b *testNode) *raftmembership.ChangeRequest {
+	ghostAtAddress := func(_, b *testNode) *raftmembership.ChangeRequest {
 		return raftmembership.NewJoinRequest("ghost", b.addr)
 	}
-	ghostNonvoterAtAddress := func(b *testNode) *raftmembership.ChangeRequest {
+	ghostNonvoterAtAddress := func(_, b *testNode) *raftmembership.ChangeRequest {
 		return raftmembership.NewJoinNonvoterRequest("ghost", b.addr)
+	}
+	ghostLeaves := func(_, _ *testNode) *raftmembership.ChangeRequest {
+		return raftmembership.NewLeaveRequest("ghost")
+	}
+	evilAtLeader := func(a, _ *testNode) *raftmembership.ChangeRequest {
+		return raftmembership.NewJoinRequest("evil", a.addr)
+	}
+	ghost := func(b *testNode, suffrage raft.ServerSuffrage) raft.Server {
+		return raft.Server{ID: "ghost", Address: b.addr, Suffrage: suffrage}
 	}
 	tests := []struct {
 		name  string
 		steps []joinStep
-		// nonvoter: after the last step the leader's configuration holds
-		// b as a non-voter; otherwise as a voter. It always holds a.
+		// want is the leader's configuration after the last step; nil
+		// means a voter and b, a non-voter if nonvoter, or else a voter.
+		want     func(a, b *testNode) []raft.Server
 		nonvoter bool
 	}{
 		{name: "voter", steps: []joinStep{{request: join}}},
@@ -82,12 +95,30 @@ func TestJoin(t *testing.T) {
 		{name: "voter joining as non-voter stays a voter", steps: []joinStep{{request: join}, {request: joinNonvoter, unchanged: true}}},
 		{name: "known ID with a new address replaces the old entry", steps: []joinStep{{request: atOldAddress}, {request: joinNonvoter}}, nonvoter: true},
 		{name: "known non-voter ID joining as a voter at a new address", steps: []joinStep{{request: atOldAddress}, {request: join}}},
-		{name: "different ID at the same address is removed and replaced", steps: []joinStep{{request: ghostAtAddress}, {request: join}}},
+		// A join never removes a member: whoever can send one could
+		// otherwise evict any member, the leader included.
 		{
-			name:     "non-voter with a different ID at the same address is removed and replaced",
-			steps:    []joinStep{{request: ghostNonvoterAtAddress}, {request: joinNonvoter}},
-			nonvoter: true,
+			name:  "different ID at a voter's address is refused",
+			steps: []joinStep{{request: ghostAtAddress}, {request: join, inUseBy: "ghost"}},
+			want:  func(a, b *testNode) []raft.Server { return []raft.Server{voter(a), ghost(b, raft.Voter)} },
 		},
+		{
+			name:  "non-voter with a different ID at a non-voter's address is refused",
+			steps: []joinStep{{request: ghostNonvoterAtAddress}, {request: joinNonvoter, inUseBy: "ghost"}},
+			want:  func(a, b *testNode) []raft.Server { return []raft.Server{voter(a), ghost(b, raft.Nonvoter)} },
+		},
+		{
+			name:  "voter with a different ID at a non-voter's address is refused",
+			steps: []joinStep{{request: ghostNonvoterAtAddress}, {request: join, inUseBy: "ghost"}},
+			want:  func(a, b *testNode) []raft.Server { return []raft.Server{voter(a), ghost(b, raft.Nonvoter)} },
+		},
+		{
+			name:  "different ID at the leader's address is refused",
+			steps: []joinStep{{request: evilAtLeader, inUseBy: "a"}},
+			want:  func(a, _ *testNode) []raft.Server { return []raft.Server{voter(a)} },
+		},
+		// The way to give an address to a server with a new ID.
+		{name: "the address is free once its member has left", steps: []joinStep{{request: ghostAtAddress}, {request: ghostLeaves}, {request: join}}},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
@@ -95,22 +126,35 @@ func TestJoin(t *testing.T) {
 			a, b := startLeaderAndJoiner(t, nodeOptions{})
 
 			for i, step := range test.steps {
-				request := step.request(b)
+				request := step.request(a, b)
 				before := a.raft.LastIndex()
 				beforeServers := a.servers(t)
-				require.NoError(t, a.submit(t, request), "step %d: %s %s at %s", i, request.Kind(), request.ID(), request.Address())
-				if step.unchanged {
+				err := a.submit(t, request)
+				if step.inUseBy != "" {
+					var inUse *raftmembership.ErrAddressInUse
+					require.ErrorAs(t, err, &inUse, "step %d: %s %s at %s", i, request.Kind(), request.ID(), request.Address())
+					assert.Equal(t, step.inUseBy, inUse.Member)
+					assert.Equal(t, request.Address(), inUse.Address)
+					assert.Contains(t, err.Error(), string(step.inUseBy), "the error names the member")
+				} else {
+					require.NoError(t, err, "step %d: %s %s at %s", i, request.Kind(), request.ID(), request.Address())
+				}
+				if step.unchanged || step.inUseBy != "" {
 					assert.Equal(t, before, a.raft.LastIndex(), "step %d appended to the log", i)
 					assert.Equal(t, beforeServers, a.servers(t), "step %d changed the configuration", i)
 				} else {
 					assert.Greater(t, a.raft.LastIndex(), before, "step %d appended nothing", i)
 				}
 			}
-			if test.nonvoter {
+			switch {
+			case test.want != nil:
+				a.requireServers(t, test.want(a, b)...)
+			case test.nonvoter:
 				a.requireServers(t, voter(a), nonvoter(b))
-			} else {
+			default:
 				a.requireServers(t, voter(a), voter(b))
 			}
+			assert.Equal(t, raft.Leader, a.raft.State(), "a is still the leader")
 		})
 	}
 }
