@@ -65,3 +65,29 @@ func TestFindingSnapshotFreezeIsRefused(t *testing.T) {
 	}
 	assert.Equal(t, raft.Leader, leader.Raft.State())
 }
+
+// TestFindingUpgradeTokenBesideUnicodeSpace replays what FuzzHandlerRequest
+// and FuzzDialAnswer found: the Upgrade header's list elements were
+// trimmed of Unicode white space, so that "\u0085raft" or "raft\u00a0"
+// counted as the token raft, which RFC 9110 separates from its neighbours
+// by spaces and tabs only. A Handler answered such a request with 101,
+// and a dial took such a 101 for a switch to raft.
+func TestFindingUpgradeTokenBesideUnicodeSpace(t *testing.T) {
+	t.Parallel()
+	t.Run("Handler", func(t *testing.T) {
+		t.Parallel()
+		server := startServer(t, serverOptions{})
+		conn := server.dialRaw(t)
+		write(t, conn, requestHead(http.MethodGet, raftPath, server.addr(), "Upgrade: \u0085raft", "Connection: Upgrade"))
+		response := readResponse(t, bufio.NewReader(conn), http.MethodGet)
+		assert.Equal(t, http.StatusBadRequest, response.status, "body: %s", response.body)
+		server.requireNextAccepted(t)
+	})
+	t.Run("dial", func(t *testing.T) {
+		t.Parallel()
+		addr, requests := upgradePeer(t, answerThenAwaitClose("HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\u00a0\r\n\r\n"))
+		_, err := eagerLayer(t, nil).Dial(raft.ServerAddress(addr), testWait)
+		assert.Equal(t, rafthttp.StepUpgradeHeader, requireUpgradeError(t, err, addr).Step)
+		receive(t, requests, "the upgrade request")
+	})
+}
