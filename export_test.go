@@ -31,3 +31,8 @@ func TrackedConns(l *Layer) int {
 
 // HandlerMaxConns is the Handler's bound on open upgraded connections.
 func HandlerMaxConns(h *Handler) int { return int(h.maxConns) }
+
+// LearnEarlyData records that the peer at addr takes up to bodyMax bytes of
+// early data, as a 101 from it saying so would, so that the Layer's next
+// dial to addr is an early-data one without a dial to learn it first.
+func LearnEarlyData(l *Layer, addr string, bodyMax int) { l.upgrader.peers.learned(addr, bodyMax) }

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"net"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/rafthttp/rafthttp"
 	"github.com/rafthttp/rafthttp/internal/clustertest"
+	"github.com/rafthttp/rafthttp/raftmembership"
 )
 
 // installSnapshotFreeze is what froze every write of a cluster without
@@ -64,4 +66,54 @@ func TestFindingSnapshotFreezeIsRefused(t *testing.T) {
 		require.NoError(t, leader.Raft.Apply([]byte{byte(i)}, clustertest.WaitTimeout).Error(), "write %d", i)
 	}
 	assert.Equal(t, raft.Leader, leader.Raft.State())
+}
+
+// TestFindingRedirectKeepsHashInQuery replays what FuzzMembershipQuery
+// found: a join whose query holds a bare '#' (net/http takes it as a plain
+// byte of the query, and so does the Handler) was redirected to the leader
+// with the '#' as it came, which in Location starts a fragment: the leader
+// got the query cut short there, here without the address. The redirect
+// must carry the same query values.
+func TestFindingRedirectKeepsHashInQuery(t *testing.T) {
+	t.Parallel()
+	const leader = "10.0.0.9:8080"
+	server := startServer(t, serverOptions{})
+	taken := answerRequests(t, server.handler, answerWith(raftmembership.NewErrDifferentLeader(leader)))
+	conn := server.dialRaw(t)
+	write(t, conn, requestHead(http.MethodPost, "/raft?id=node#2&address=127.0.0.1:9002", server.addr(), "Content-Length: 0"))
+	response := readResponse(t, bufio.NewReader(conn), http.MethodPost)
+	require.Equal(t, http.StatusTemporaryRedirect, response.status, "body: %s", response.body)
+	assert.Equal(t, raft.ServerID("node#2"), receive(t, taken, "the join on Requests").ID())
+
+	location, err := url.Parse(response.header.Get("Location"))
+	require.NoError(t, err)
+	assert.Equal(t, leader, location.Host)
+	assert.Empty(t, location.Fragment, "Location %q", response.header.Get("Location"))
+	assert.Equal(t, url.Values{"id": {"node#2"}, "address": {"127.0.0.1:9002"}}, location.Query())
+}
+
+// TestFindingUpgradeTokenBesideUnicodeSpace replays what FuzzHandlerRequest
+// and FuzzDialAnswer found: the Upgrade header's list elements were
+// trimmed of Unicode white space, so that "\u0085raft" or "raft\u00a0"
+// counted as the token raft, which RFC 9110 separates from its neighbours
+// by spaces and tabs only. A Handler answered such a request with 101,
+// and a dial took such a 101 for a switch to raft.
+func TestFindingUpgradeTokenBesideUnicodeSpace(t *testing.T) {
+	t.Parallel()
+	t.Run("Handler", func(t *testing.T) {
+		t.Parallel()
+		server := startServer(t, serverOptions{})
+		conn := server.dialRaw(t)
+		write(t, conn, requestHead(http.MethodGet, raftPath, server.addr(), "Upgrade: \u0085raft", "Connection: Upgrade"))
+		response := readResponse(t, bufio.NewReader(conn), http.MethodGet)
+		assert.Equal(t, http.StatusBadRequest, response.status, "body: %s", response.body)
+		server.requireNextAccepted(t)
+	})
+	t.Run("dial", func(t *testing.T) {
+		t.Parallel()
+		addr, requests := upgradePeer(t, answerThenAwaitClose("HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\u00a0\r\n\r\n"))
+		_, err := eagerLayer(t, nil).Dial(raft.ServerAddress(addr), testWait)
+		assert.Equal(t, rafthttp.StepUpgradeHeader, requireUpgradeError(t, err, addr).Step)
+		receive(t, requests, "the upgrade request")
+	})
 }

@@ -755,6 +755,11 @@ func retryable(err error) bool {
 // sends http:// URLs, as the original package's client does, stays on
 // http:// rather than wrapping TLS in TLS.
 func leaderURL(r *http.Request, leader string) string {
-	u := url.URL{Host: leader, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	// A request's query may hold a bare '#', which net/http and
+	// url.ParseQuery take as a plain byte, but which in Location would
+	// start a fragment and cut the query short at the leader. Escaped, it
+	// reads back as the same values.
+	query := strings.ReplaceAll(r.URL.RawQuery, "#", "%23")
+	u := url.URL{Host: leader, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: query}
 	return u.String()
 }

@@ -239,8 +239,10 @@ func headerHasToken(values []string, token string) bool {
 	for _, value := range values {
 		for part := range strings.SplitSeq(value, ",") {
 			// A protocol may carry a version ("raft/1"); the name is what
-			// the original peers send and what we match.
-			name, _, _ := strings.Cut(strings.TrimSpace(part), "/")
+			// the original peers send and what we match. Only spaces and
+			// tabs separate list elements (RFC 9110 section 5.6.1): "raft"
+			// next to a Unicode space such as U+00A0 is another name.
+			name, _, _ := strings.Cut(strings.Trim(part, " \t"), "/")
 			if strings.EqualFold(name, token) {
 				return true
 			}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, vet, staticcheck, and every test with the
-# race detector. CI runs exactly this; so should you before sending a change.
+# The whole test suite: formatting, vet, staticcheck, every test with the
+# race detector, and a few seconds of fuzzing per fuzz target. CI runs
+# exactly this; so should you before sending a change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,3 +24,12 @@ go test -run '^$' -bench . -benchtime=1x ./...
 
 echo "== go test -race"
 go test -race -count=1 ./...
+
+echo "== fuzz (smoke: each target for a few seconds, so they cannot rot)"
+# go test -fuzz runs one target per invocation. The seed corpus
+# (testdata/fuzz) already ran with the tests above; RELIABILITY.md says how
+# to fuzz for longer.
+targets=$(go test -list '^Fuzz' . | grep '^Fuzz')
+for target in $targets; do
+	go test -run '^$' -fuzz "^${target}\$" -fuzztime 3s .
+done
