@@ -63,7 +63,10 @@ func startHTTPNode(tb testing.TB, eager bool) *httpNode {
 	if err != nil {
 		tb.Fatalf("listen: %v", err)
 	}
-	handler := rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: quiet})
+	// UpgradeStorm holds 1,000 connections to one node at once, more than
+	// the default MaxConns; so does raft's TCP transport, which has no
+	// such bound.
+	handler := rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: quiet, MaxConns: 4 * stormSize})
 	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
 		Path: raftPath, Addr: listener.Addr(), Handler: handler, Logger: quiet, EagerHandshake: eager,
 	})
