@@ -63,10 +63,12 @@ func startHTTPNode(tb testing.TB, eager bool) *httpNode {
 	if err != nil {
 		tb.Fatalf("listen: %v", err)
 	}
-	// UpgradeStorm holds 1,000 connections to one node at once, more than
-	// the default MaxConns; so does raft's TCP transport, which has no
-	// such bound.
-	handler := rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{Logger: quiet, MaxConns: 4 * stormSize})
+	// UpgradeStorm opens 1,000 connections to one node at once, more than
+	// the default MaxConns and MaxPendingUpgrades allow; raft's TCP
+	// transport, the reference, has no such bounds.
+	handler := rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{
+		Logger: quiet, MaxConns: 4 * stormSize, MaxPendingUpgrades: 4 * stormSize,
+	})
 	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
 		Path: raftPath, Addr: listener.Addr(), Handler: handler, Logger: quiet, EagerHandshake: eager,
 	})
