@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -450,13 +451,18 @@ func TestLazyConnHonoursItsOwnDeadline(t *testing.T) {
 func TestLazyConnWaitersHonourTheirDeadlines(t *testing.T) {
 	t.Parallel()
 	answer := make(chan struct{})
+	var answerOnce sync.Once
+	release := func() { answerOnce.Do(func() { close(answer) }) }
+	t.Cleanup(release) // so that the peer never outlives a failed test
 	addr, requests := upgradePeer(t, func(i int, conn net.Conn, reader *bufio.Reader) {
 		if i > 0 {
 			<-answer
 		}
 		echoEarly(i, conn, reader)
 	})
-	layer := learnedLayer(t, addr, requests, rafthttp.LayerConfig{})
+	dial, reading := readWatchingDial()
+	layer := learnedLayer(t, addr, requests, rafthttp.LayerConfig{Dial: dial})
+	drain(reading)
 	conn, err := layer.DialContext(context.Background(), raft.ServerAddress(addr))
 	require.NoError(t, err)
 	defer conn.Close()
@@ -471,6 +477,9 @@ func TestLazyConnWaitersHonourTheirDeadlines(t *testing.T) {
 	}()
 	request := receive(t, requests, "the request")
 	require.Equal(t, payload[:len(request.body)], request.body)
+	// The Write is the call that reads the answer: the Read below waits
+	// for it, rather than reading the answer itself.
+	receive(t, reading, "the Write to start reading the answer")
 
 	// A Read without a deadline waits; setting one while it waits ends it.
 	read := make(chan error, 1)
@@ -491,7 +500,7 @@ func TestLazyConnWaitersHonourTheirDeadlines(t *testing.T) {
 
 	// The Write's upgrade goes on, and completes once the peer answers.
 	require.NoError(t, conn.SetReadDeadline(time.Time{}))
-	close(answer)
+	release()
 	require.NoError(t, receive(t, wrote, "the Write to finish after the 101"))
 	// The peer echoes what follows the body.
 	rest := payload[len(request.body):]

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/stretchr/testify/assert"
@@ -43,23 +44,30 @@ func TestClusterRedirectsAnyClientFollows(t *testing.T) {
 	follower := cluster.Followers()[0]
 
 	// post sends joiner's join to the follower with client, to a URL with
-	// scheme, and fails unless the final answer is 200.
+	// scheme, and fails unless the final answer is 200. A 503 (no leader
+	// known: an election on a loaded machine) is retried, as any client of
+	// a raft cluster must.
 	post := func(t *testing.T, client *http.Client, scheme string, joiner *clustertest.Node) error {
 		query := url.Values{"id": {string(joiner.ID)}, "address": {joiner.Addr}}.Encode()
 		ctx, cancel := context.WithTimeout(t.Context(), clustertest.WaitTimeout)
 		defer cancel()
-		request, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+follower.Addr+clustertest.Path+"?"+query, nil)
-		require.NoError(t, err)
-		response, err := client.Do(request)
-		if err != nil {
-			return err
+		for {
+			request, err := http.NewRequestWithContext(ctx, http.MethodPost, scheme+"://"+follower.Addr+clustertest.Path+"?"+query, nil)
+			require.NoError(t, err)
+			response, err := client.Do(request)
+			if err != nil {
+				return err
+			}
+			body, _ := io.ReadAll(response.Body)
+			response.Body.Close()
+			switch {
+			case response.StatusCode == http.StatusOK:
+				return nil
+			case response.StatusCode != http.StatusServiceUnavailable || ctx.Err() != nil:
+				return fmt.Errorf("got %d: %s", response.StatusCode, body)
+			}
+			waitPast(time.Now().Add(50 * time.Millisecond))
 		}
-		defer response.Body.Close()
-		body, _ := io.ReadAll(response.Body)
-		if response.StatusCode != http.StatusOK {
-			return fmt.Errorf("got %d: %s", response.StatusCode, body)
-		}
-		return nil
 	}
 	// The original package's client: http:// URLs, and a Transport whose
 	// only dial is the cluster's, which puts TLS inside. An https://
