@@ -103,7 +103,11 @@ func TestHandlerMaxPendingChanges(t *testing.T) {
 			request.Done(nil)
 		}
 	}()
-	assert.Equal(t, http.StatusOK, server.do(t, http.MethodPost, "id=b&address=127.0.0.1:7002").status, "room again")
+	// The place comes back once the Handler returns, a moment after its
+	// answer: a join soon gets in again.
+	require.Eventually(t, func() bool {
+		return server.do(t, http.MethodPost, "id=b&address=127.0.0.1:7002").status == http.StatusOK
+	}, testWait, 10*time.Millisecond, "room again")
 	receive(t, done, "the second join to be answered")
 }
 
@@ -134,5 +138,15 @@ func TestHandlerMaxPendingUpgrades(t *testing.T) {
 	require.Equal(t, handlerEarly101, readFull(t, waiting, len(handlerEarly101)))
 	accepted := server.accept(t)
 	require.Equal(t, body, readFull(t, accepted, len(body)))
-	exchange(t, server.upgrade(t), server.accept(t))
+	// The place comes back once the Handler returns, a moment after its
+	// 101: an upgrade soon gets in again.
+	require.Eventually(t, func() bool {
+		client := server.dialRaw(t)
+		write(t, client, server.upgradeHead())
+		if readResponse(t, bufio.NewReader(client), http.MethodGet).status != http.StatusSwitchingProtocols {
+			return false
+		}
+		server.accept(t)
+		return true
+	}, testWait, 10*time.Millisecond)
 }
