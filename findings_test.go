@@ -2,10 +2,12 @@ package rafthttp_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/subtle"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"testing"
 	"time"
 
@@ -116,4 +118,35 @@ func TestFindingUpgradeTokenBesideUnicodeSpace(t *testing.T) {
 		assert.Equal(t, rafthttp.StepUpgradeHeader, requireUpgradeError(t, err, addr).Step)
 		receive(t, requests, "the upgrade request")
 	})
+}
+
+// TestFindingRedirectWithBadLocationIsNotRetried replays what
+// FuzzJoinAnswer found: an answer of 301, 302 or 303, or of 307 or 308,
+// whose Location does not parse was retried until the join's time ran
+// out, and the error then named no status: net/http's Client parsed the
+// Location before handing the answer back, and its error looked like a
+// network one. A 3xx but 307 and 308 is a final refusal, and a redirect
+// that cannot be followed is a final error.
+func TestFindingRedirectWithBadLocationIsNotRetried(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			t.Parallel()
+			server := newScriptedServer(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
+				w.Header().Set("Location", "%")
+				w.WriteHeader(status)
+			})
+			dial := recordDial(rafthttp.NewDialTCP())
+			err := rafthttp.ChangeMembership(raftmembership.JoinRequest, raftPath, dial.Dial, "node1", "10.0.0.1:8080", server.addr, testWait)
+			require.Error(t, err)
+			assert.NotErrorIs(t, err, context.DeadlineExceeded)
+			assert.Equal(t, 1, server.count(), "a final answer was retried")
+			if status != http.StatusTemporaryRedirect && status != http.StatusPermanentRedirect {
+				var statusErr *rafthttp.StatusError
+				require.ErrorAs(t, err, &statusErr)
+				assert.Equal(t, status, statusErr.StatusCode)
+			}
+			requireAllClosed(t, dial, server)
+		})
+	}
 }

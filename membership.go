@@ -12,7 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -64,13 +64,15 @@ func ChangeMembershipContext(ctx context.Context, kind raftmembership.ChangeRequ
 	return client.change(ctx, kind, escaped, id, address, target)
 }
 
-// membershipClient sends join and leave requests. Its http.Client dials
+// membershipClient sends join and leave requests. Its http.Transport dials
 // through the Layer's Dial for both http and https URLs: the Dial already
 // speaks TLS in a TLS cluster, so a redirect to an https leader must not add
-// a second TLS layer, and one to an http URL must not drop the first.
+// a second TLS layer, and one to an http URL must not drop the first. It
+// follows redirects itself (see attempt), and so sends each request with
+// the Transport rather than an http.Client, which would parse a 3xx's
+// Location first and fail on a bad one without a word of the status.
 type membershipClient struct {
 	transport *http.Transport
-	client    *http.Client
 	// header goes on every request: the user's headers and the cluster ID.
 	header http.Header
 	// clusterID is this node's, to name in a mismatch.
@@ -93,16 +95,7 @@ func newMembershipClient(dial connector, header http.Header, clusterID string) *
 		// once its answer is read, leaves nothing idle behind.
 		DisableKeepAlives: true,
 	}
-	return &membershipClient{
-		header:    header,
-		clusterID: clusterID,
-		transport: transport,
-		client: &http.Client{
-			Transport: transport,
-			// Redirects are followed by change, which bounds and logs them.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-	}
+	return &membershipClient{header: header, clusterID: clusterID, transport: transport}
 }
 
 func (c *membershipClient) close() { c.transport.CloseIdleConnections() }
@@ -204,9 +197,13 @@ func (c *membershipClient) attempt(ctx context.Context, method, path, query, tar
 		if err != nil {
 			return 0, false, err
 		}
-		request.Header = c.header.Clone()
-		response, err := c.client.Do(request)
+		if c.header != nil {
+			request.Header = c.header.Clone()
+		}
+		response, err := c.transport.RoundTrip(request)
 		if err != nil {
+			// Said as an http.Client says it: which request failed.
+			err = &url.Error{Op: method[:1] + strings.ToLower(method[1:]), URL: location, Err: err}
 			return 0, transient(err), err
 		}
 		var refused error
