@@ -82,8 +82,9 @@ type LayerConfig struct {
 	//
 	// The headers travel in every upgrade request, and with early data
 	// they take room from raft's first bytes in the request's one segment:
-	// a 7-byte bearer token of 43 characters (32 random bytes, base64)
-	// leaves about 1,000 bytes of the 1,200.
+	// "Authorization: Bearer " and a token of 43 characters (32 random
+	// bytes, base64) leave 1,009 bytes of raft data where there were
+	// 1,076 (987 of 1,054 over TLS 1.3).
 	Header http.Header
 
 	// ClusterID names the cluster this node belongs to. When set, every
