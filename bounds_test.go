@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -116,10 +117,23 @@ func TestHandlerMaxPendingChanges(t *testing.T) {
 // data, and that the place comes back when that one ends.
 func TestHandlerMaxPendingUpgrades(t *testing.T) {
 	t.Parallel()
-	server := startServer(t, serverOptions{config: rafthttp.HandlerConfig{MaxPendingUpgrades: 1}})
+	// entered closes when the first request reaches the Handler, so that
+	// the upgrade held waiting is the first to take the one place.
+	entered := make(chan struct{})
+	var once sync.Once
+	server := startServer(t, serverOptions{
+		config: rafthttp.HandlerConfig{MaxPendingUpgrades: 1},
+		wrap: func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				once.Do(func() { close(entered) })
+				next.ServeHTTP(w, r)
+			})
+		},
+	})
 	body := "raft bytes that come late"
 	waiting := server.dialRaw(t)
 	write(t, waiting, server.upgradeHead(announceBody(len(body))...))
+	receive(t, entered, "the held upgrade to reach the Handler")
 	// The Handler holds it, waiting for the body: the next is refused.
 	require.Eventually(t, func() bool {
 		refused := server.dialRaw(t)
