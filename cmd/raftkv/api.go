@@ -147,9 +147,23 @@ func (a *api) delete(w http.ResponseWriter, r *http.Request) {
 	a.apply(w, r, encodeDelete(key))
 }
 
+// outcomeHeader is set to "unknown" on a 503 for a write that raft may
+// have committed: leadership was lost, or raft shut down, after the entry
+// was handed to it. Without it, a failed write was not applied.
+const outcomeHeader = "Raftkv-Outcome"
+
 func (a *api) apply(w http.ResponseWriter, r *http.Request, command []byte) {
 	future := a.node.raft.Apply(command, applyTimeout)
 	if err := future.Error(); err != nil {
+		if errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
+			// Never a redirect here: a client following it would send
+			// the write again to the new leader, which may then apply it
+			// a second time, after writes that followed the first.
+			w.Header().Set(outcomeHeader, "unknown")
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "raftkv: "+err.Error()+": the write may or may not have been applied", http.StatusServiceUnavailable)
+			return
+		}
 		a.raftError(w, r, err)
 		return
 	}

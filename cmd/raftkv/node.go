@@ -98,6 +98,8 @@ type nodeHooks struct {
 	listener func(net.Listener) net.Listener
 	// dial wraps how the node dials its peers for raft.
 	dial func(rafthttp.DialContext) rafthttp.DialContext
+	// handler wraps the rafthttp Handler where the mux serves it.
+	handler func(http.Handler) http.Handler
 	// raft adjusts the raft configuration.
 	raft func(*raft.Config)
 }
@@ -265,7 +267,11 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 	api := http.NewServeMux()
 	newAPI(n).register(api)
 	mux := http.NewServeMux()
-	mux.Handle(raftPath, n.handler)
+	var raftHandler http.Handler = n.handler
+	if config.hooks.handler != nil {
+		raftHandler = config.hooks.handler(raftHandler)
+	}
+	mux.Handle(raftPath, raftHandler)
 	mux.Handle("/", requireAuthorized(authorize, n.logger.Named("api"), api))
 	n.server = &http.Server{
 		Handler: mux,

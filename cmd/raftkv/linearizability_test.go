@@ -1,0 +1,565 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"github.com/rafthttp/rafthttp/internal/clustertest"
+	"github.com/rafthttp/rafthttp/rafthttptest"
+)
+
+// The linearizability test runs a short schedule by default, as CI does.
+// RAFTKV_NEMESIS=long runs the long one; the flags replay or reshape a run:
+//
+//	go test ./cmd/raftkv -run TestLinearizability -seed 1234
+//	RAFTKV_NEMESIS=long go test ./cmd/raftkv -run TestLinearizability$ -timeout 60m
+var (
+	nemesisSeed      = flag.Uint64("seed", 0, "seed of the linearizability test's first schedule (0: drawn from the clock)")
+	nemesisSchedules = flag.Int("schedules", 0, "number of schedules the linearizability test runs (0: 1, or 20 with RAFTKV_NEMESIS=long)")
+	nemesisLength    = flag.Duration("schedule-length", 0, "length of each schedule, in whole rounds of every fault (0: one round, or 60s with RAFTKV_NEMESIS=long)")
+)
+
+const (
+	// recoveryBound is how soon after a fault heals the cluster must
+	// commit a write again.
+	recoveryBound = 30 * time.Second
+	// checkTimeout bounds porcupine's search.
+	checkTimeout = 5 * time.Minute
+)
+
+// nemesisSettings returns the schedules to run: seeds and length.
+func nemesisSettings() (seeds []uint64, length time.Duration, clients int) {
+	long := os.Getenv("RAFTKV_NEMESIS") == "long"
+	count, length, clients := 1, time.Second, 5
+	if long {
+		count, length, clients = 20, 60*time.Second, 8
+	}
+	if *nemesisSchedules > 0 {
+		count = *nemesisSchedules
+	}
+	if *nemesisLength > 0 {
+		length = *nemesisLength
+	}
+	first := *nemesisSeed
+	if first == 0 {
+		first = uint64(time.Now().UnixNano())
+	}
+	for i := range count {
+		seeds = append(seeds, first+uint64(i))
+	}
+	return seeds, length, clients
+}
+
+// TestLinearizability runs a 5-node raftkv cluster under clients doing
+// puts, consistent gets and deletes on a few keys while a nemesis injects
+// partitions, crashes, resets, latency and pauses, and checks that the
+// history is linearizable, that every acknowledged write is on every node
+// once the faults heal, and that the cluster commits within recoveryBound
+// of each heal.
+func TestLinearizability(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the linearizability test runs a schedule of faults")
+	}
+	seeds, length, clients := nemesisSettings()
+	for _, seed := range seeds {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			runLinearizability(t, seed, length, clients, false)
+		})
+	}
+}
+
+// TestLinearizabilityThroughNginx runs one short schedule with every link,
+// raft's and the clients', going through nginx.
+func TestLinearizabilityThroughNginx(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the linearizability test runs a schedule of faults")
+	}
+	if _, ok := clustertest.NginxPath(); !ok && os.Getenv("CI") == "" {
+		t.Skip("nginx not installed")
+	}
+	seeds, _, clients := nemesisSettings()
+	seed := seeds[0]
+	t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+		runLinearizability(t, seed, time.Second, clients, true)
+	})
+}
+
+func runLinearizability(t *testing.T, seed uint64, length time.Duration, clients int, nginx bool) {
+	out, err := os.MkdirTemp("", fmt.Sprintf("raftkv-nemesis-%d-", seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered first, so it runs last, after the nodes have stopped
+	// (which can fail the test too).
+	t.Cleanup(func() {
+		if !t.Failed() {
+			os.RemoveAll(out)
+		}
+	})
+	logFile, err := os.Create(filepath.Join(out, "nodes.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logFile.Close() })
+
+	c := startLinearizabilityCluster(t, seed, out, logFile, nginx)
+	names := c.names()
+	schedule := newSchedule(seed, names, length)
+	// The clients and the nemesis run together; the clients stop once
+	// the schedule is over.
+	w := workload{keys: []string{"x", "y", "z"}}
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() { runClient(ctx, c.history, w, seed, i, c.randomBase) })
+	}
+	prober := newKVClient(c.history, 2*time.Second)
+	probeRandom := rand.New(rand.NewPCG(seed, 0x70726f6265))
+	probeSeq := 0
+	probe := func(ctx context.Context) bool {
+		probeSeq++
+		in := kvInput{Op: "put", Key: "probe", Value: fmt.Sprintf("probe-%d", probeSeq)}
+		return !prober.do(ctx, c.randomBase(probeRandom), in).Unknown
+	}
+	started := time.Now()
+	c.records = runNemesis(context.Background(), c, schedule, probe)
+	stop()
+	wg.Wait()
+	elapsed := time.Since(started)
+
+	var problem string
+	for _, record := range c.records {
+		if record.Err != nil {
+			problem = fmt.Sprintf("healing %s: %v", record.Fault, record.Err)
+			break
+		}
+		if record.Recovery >= recoveryBound {
+			problem = fmt.Sprintf("no write committed within %v of healing %s", recoveryBound, record.Fault)
+			break
+		}
+	}
+	// Every node must converge on the same state, holding every write
+	// acknowledged with a 2xx.
+	if problem == "" {
+		if why := c.checkConverged(prober); why != "" {
+			problem = "after healing: " + why
+		}
+	}
+
+	ops, pruned := c.history.operations()
+	checking := time.Now()
+	result, info := porcupine.CheckOperationsVerbose(kvModel, ops, checkTimeout)
+	c.logf("porcupine: %s for %d operations (%d unobserved unknown puts left out) in %v",
+		result, len(ops), pruned, time.Since(checking).Round(time.Millisecond))
+	if result != porcupine.Ok && problem == "" {
+		problem = fmt.Sprintf("history of %d operations is %s (porcupine: Illegal means not linearizable, Unknown that the check timed out)", len(ops), result)
+	}
+	if problem != "" {
+		annotate(&info, c.records)
+		if err := porcupine.VisualizePath(kvModel, info, filepath.Join(out, "history.html")); err != nil {
+			t.Logf("visualize: %v", err)
+		}
+		writeSchedule(t, out, seed, schedule, c)
+		t.Errorf("seed %d: %s\nreplay: go test ./cmd/raftkv -run '%s' -seed %d\nschedule.txt, history.html and nodes.log are in %s",
+			seed, problem, t.Name(), seed, out)
+		return
+	}
+	c.summarize(t, elapsed, len(ops), pruned)
+}
+
+// linearizabilityCluster is five raftkv nodes, the real node code on
+// raft-boltdb, whose raft links run through a rafthttptest Network.
+type linearizabilityCluster struct {
+	t       *testing.T
+	out     string
+	network *rafthttptest.Network
+	history *history
+	logs    *os.File
+	logMu   sync.Mutex
+	records []faultRecord
+
+	mu      sync.Mutex
+	configs map[string]nodeConfig
+	running map[string]*testNode
+	// bases are the URLs clients use for each node: its own address, or
+	// the nginx in front of it.
+	bases map[string]string
+}
+
+func startLinearizabilityCluster(t *testing.T, seed uint64, out string, logs *os.File, nginx bool) *linearizabilityCluster {
+	network := rafthttptest.NewNetwork(seed)
+	c := &linearizabilityCluster{
+		t: t, out: out, network: network, history: newHistory(), logs: logs,
+		configs: make(map[string]nodeConfig), running: make(map[string]*testNode), bases: make(map[string]string),
+	}
+	// Registered first, so it runs after every node has stopped.
+	t.Cleanup(func() { network.Close() })
+	t.Cleanup(func() {
+		for _, n := range c.nodes() {
+			stopWithin(t, n, out, time.Minute)
+		}
+	})
+	logger := hclog.New(&hclog.LoggerOptions{Name: "raftkv", Output: logs, Level: hclog.Info})
+	var first string
+	for i := 1; i <= 5; i++ {
+		name := fmt.Sprintf("node%d", i)
+		listen := clustertest.ReservedAddr(t)
+		advertise := listen
+		if nginx {
+			advertise = clustertest.StartNginx(t, listen)
+		}
+		faults := network.Node(name, listen, advertise)
+		config := nodeConfig{
+			ID: name, Listen: listen, Advertise: advertise, DataDir: t.TempDir(),
+			Logger: logger.Named(name),
+			// Snapshots often, and little log kept behind them, so that
+			// a node back from a crash or a partition is sent a
+			// snapshot.
+			SnapshotThreshold: 64, SnapshotInterval: 200 * time.Millisecond,
+			hooks: nodeHooks{
+				dial:    faults.DialContext,
+				handler: faults.Handler,
+				raft: func(config *raft.Config) {
+					config.TrailingLogs = 32
+					config.HeartbeatTimeout = 500 * time.Millisecond
+					config.ElectionTimeout = 500 * time.Millisecond
+					config.LeaderLeaseTimeout = 250 * time.Millisecond
+				},
+			},
+		}
+		if i == 1 {
+			config.Bootstrap = true
+			first = advertise
+		} else {
+			config.Join = []string{first}
+		}
+		n, err := startNode(context.Background(), config)
+		if err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		config.Bootstrap, config.Join = false, nil
+		c.mu.Lock()
+		c.configs[name], c.running[name], c.bases[name] = config, &testNode{node: n}, "http://"+advertise
+		c.mu.Unlock()
+	}
+	clustertest.Eventually(t, func() error {
+		for _, n := range c.nodes() {
+			status, err := n.status()
+			if err != nil {
+				return err
+			}
+			if len(status.Servers) != 5 || status.Leader == nil {
+				return fmt.Errorf("%s sees %d servers, leader %v", n.config.ID, len(status.Servers), status.Leader)
+			}
+		}
+		return nil
+	})
+	return c
+}
+
+func (c *linearizabilityCluster) logf(format string, args ...any) {
+	c.logMu.Lock()
+	defer c.logMu.Unlock()
+	fmt.Fprintf(c.logs, "%s [NEMESIS] %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+
+func (c *linearizabilityCluster) names() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names := make([]string, 0, len(c.configs))
+	for name := range c.configs {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (c *linearizabilityCluster) nodes() []*testNode {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	nodes := make([]*testNode, 0, len(c.running))
+	for _, name := range slices.Sorted(maps.Keys(c.running)) {
+		nodes = append(nodes, c.running[name])
+	}
+	return nodes
+}
+
+// randomBase picks a running node for a client's next operation.
+func (c *linearizabilityCluster) randomBase(random *rand.Rand) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names := slices.Sorted(maps.Keys(c.running))
+	if len(names) == 0 {
+		names = slices.Sorted(maps.Keys(c.bases))
+	}
+	return c.bases[names[random.IntN(len(names))]]
+}
+
+func (c *linearizabilityCluster) leaderName() string {
+	for _, n := range c.nodes() {
+		if n.raft.State() == raft.Leader {
+			return n.config.ID
+		}
+	}
+	return ""
+}
+
+// inject starts f and returns the node it chose at run time, if any.
+func (c *linearizabilityCluster) inject(f fault) string {
+	c.logf("fault %s: starting", f)
+	switch f.Kind {
+	case faultPartition, faultBridge:
+		c.network.Partition(f.Groups...)
+	case faultIsolateLeader:
+		leader := c.leaderName()
+		if leader != "" {
+			c.network.Isolate(leader)
+		}
+		return leader
+	case faultCutOneWay:
+		for _, l := range f.Links {
+			c.network.CutOneWay(l[0], l[1])
+		}
+	case faultCrash:
+		c.crash(f.Node)
+	case faultResets:
+		go c.resetStorm(f)
+	case faultLatency:
+		for _, a := range f.Groups[0] {
+			for _, b := range c.names() {
+				if a != b {
+					c.network.Delay(a, b, f.Latency, f.Jitter)
+				}
+			}
+		}
+	case faultPause:
+		c.network.Pause(f.Node)
+	}
+	return ""
+}
+
+// resetStorm resets f.Node's connections every 100-300 ms for f.Hold.
+func (c *linearizabilityCluster) resetStorm(f fault) {
+	random := rand.New(rand.NewPCG(uint64(f.Hold), 0))
+	for end := time.Now().Add(f.Hold); time.Now().Before(end); {
+		c.network.ResetNode(f.Node)
+		sleep(context.Background(), 100*time.Millisecond+time.Duration(random.Int64N(int64(200*time.Millisecond))))
+	}
+}
+
+// heal ends f: the network heals, and a crashed node restarts from its
+// data directory.
+func (c *linearizabilityCluster) heal(f fault) error {
+	c.network.Heal()
+	if f.Kind == faultCrash {
+		return c.restart(f.Node)
+	}
+	return nil
+}
+
+// crash stops a node without leaving the cluster.
+func (c *linearizabilityCluster) crash(name string) {
+	c.mu.Lock()
+	n := c.running[name]
+	delete(c.running, name)
+	c.mu.Unlock()
+	if n != nil {
+		stopWithin(c.t, n, c.out, time.Minute)
+	}
+}
+
+// restart starts a crashed node again on its address and data directory.
+func (c *linearizabilityCluster) restart(name string) error {
+	c.mu.Lock()
+	config := c.configs[name]
+	c.mu.Unlock()
+	n, err := startNode(context.Background(), config)
+	if err != nil {
+		return fmt.Errorf("restart %s: %w", name, err)
+	}
+	c.mu.Lock()
+	c.running[name] = &testNode{node: n}
+	c.mu.Unlock()
+	return nil
+}
+
+// checkConverged waits until every node has applied what the leader has
+// and then reads every key locally on every node: they must agree with one
+// another and with a consistent read, and hold every acknowledged unique
+// write. The reads join the history. It returns what is wrong, or "".
+func (c *linearizabilityCluster) checkConverged(client *kvClient) string {
+	var problem string
+	deadline := time.Now().Add(recoveryBound)
+	for {
+		problem = c.converged()
+		if problem == "" || time.Now().After(deadline) {
+			break
+		}
+		sleep(context.Background(), 50*time.Millisecond)
+	}
+	if problem != "" {
+		return problem
+	}
+	c.history.mu.Lock()
+	acked := make(map[string]string, len(c.history.acked))
+	for key, value := range c.history.acked {
+		acked[key] = value
+	}
+	keys := []string{"x", "y", "z", "probe"}
+	for _, op := range c.history.ops {
+		if key := op.Input.(kvInput).Key; !slices.Contains(keys, key) {
+			keys = append(keys, key)
+		}
+	}
+	c.history.mu.Unlock()
+	slices.Sort(keys)
+	nodes := c.nodes()
+	local := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	for _, key := range keys {
+		want := client.do(context.Background(), c.baseOf(nodes[0]), kvInput{Op: "get", Key: key})
+		for _, n := range nodes {
+			call := c.history.now()
+			got, err := send(local, http.MethodGet, c.baseOf(n)+"/kv/"+key, nil)
+			if err != nil {
+				return fmt.Sprintf("local read of %q on %s: %v", key, n.config.ID, err)
+			}
+			out := kvOutput{Value: got.body, Found: got.status == http.StatusOK}
+			if got.status != http.StatusOK {
+				out.Value = ""
+			}
+			c.history.add(porcupine.Operation{ClientId: client.id, Input: kvInput{Op: "get", Key: key}, Call: call, Output: out, Return: c.history.now()})
+			if out != want {
+				return fmt.Sprintf("%s holds %q for %q (found %v), a consistent read gave %q (found %v)",
+					n.config.ID, out.Value, key, out.Found, want.Value, want.Found)
+			}
+			if value, ok := acked[key]; ok && (!out.Found || out.Value != value) {
+				return fmt.Sprintf("%s lost the acknowledged write %q = %q", n.config.ID, key, value)
+			}
+		}
+	}
+	return ""
+}
+
+// converged reports why the nodes do not yet agree, or "".
+func (c *linearizabilityCluster) converged() string {
+	nodes := c.nodes()
+	if len(nodes) != 5 {
+		return fmt.Sprintf("%d nodes running", len(nodes))
+	}
+	var leader *testNode
+	for _, n := range nodes {
+		if n.raft.State() == raft.Leader {
+			leader = n
+		}
+	}
+	if leader == nil {
+		return "no leader"
+	}
+	want := leader.raft.LastIndex()
+	for _, n := range nodes {
+		if applied := n.raft.AppliedIndex(); applied < want {
+			return fmt.Sprintf("%s applied %d of %d", n.config.ID, applied, want)
+		}
+	}
+	return ""
+}
+
+func (c *linearizabilityCluster) baseOf(n *testNode) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bases[n.config.ID]
+}
+
+// stopWithin stops n, and fails the test with every goroutine's stack
+// saved to out if that takes longer than limit. The stop still has to end
+// before the test does.
+func stopWithin(t *testing.T, n *testNode, out string, limit time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.stopNow()
+	}()
+	select {
+	case <-done:
+		return
+	case <-time.After(limit):
+	}
+	path := filepath.Join(out, "goroutines-"+n.config.ID+".txt")
+	if file, err := os.Create(path); err == nil {
+		pprof.Lookup("goroutine").WriteTo(file, 2)
+		file.Close()
+	}
+	t.Errorf("stopping %s took more than %v; goroutines saved in %s", n.config.ID, limit, path)
+	<-done
+}
+
+// annotate marks each fault on the visualization's timeline.
+func annotate(info *porcupine.LinearizationInfo, records []faultRecord) {
+	annotations := make([]porcupine.Annotation, 0, len(records))
+	for _, r := range records {
+		description := string(r.Fault.Kind)
+		if r.Target != "" {
+			description += " " + r.Target
+		}
+		annotations = append(annotations, porcupine.Annotation{
+			Tag: "nemesis", Start: r.Start, End: r.Healed, Description: description,
+			Details: fmt.Sprintf("%s; write committed %v after healing", r.Fault, r.Recovery.Round(time.Millisecond)),
+		})
+	}
+	info.AddAnnotations(annotations)
+}
+
+// writeSchedule saves the schedule and what each fault did to out.
+func writeSchedule(t *testing.T, out string, seed uint64, schedule []fault, c *linearizabilityCluster) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "seed %d\n\nschedule:\n", seed)
+	for _, f := range schedule {
+		fmt.Fprintf(&b, "  %s\n", f)
+	}
+	fmt.Fprintf(&b, "\nrun:\n")
+	for _, r := range c.records {
+		fmt.Fprintf(&b, "  %8.3fs-%8.3fs %s target=%q recovery=%v err=%v\n",
+			time.Duration(r.Start).Seconds(), time.Duration(r.Healed).Seconds(), r.Fault.Kind, r.Target,
+			r.Recovery.Round(time.Millisecond), r.Err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "schedule.txt"), []byte(b.String()), 0o644); err != nil {
+		t.Logf("write schedule: %v", err)
+	}
+}
+
+// summarize logs the figures RELIABILITY.md reports.
+func (c *linearizabilityCluster) summarize(t *testing.T, elapsed time.Duration, checked, pruned int) {
+	byKind := make(map[faultKind]int)
+	var worst time.Duration
+	var worstFault fault
+	for _, r := range c.records {
+		byKind[r.Fault.Kind]++
+		if r.Recovery > worst {
+			worst, worstFault = r.Recovery, r.Fault
+		}
+	}
+	var kinds []string
+	for _, kind := range faultKinds {
+		kinds = append(kinds, fmt.Sprintf("%s=%d", kind, byKind[kind]))
+	}
+	c.history.mu.Lock()
+	defer c.history.mu.Unlock()
+	t.Logf("linearizable: %d operations checked (%d ok, %d unknown of which %d unobserved puts left out, %d failed reads and refused writes not recorded) over %v; faults %s; worst recovery %v after %s",
+		checked, c.history.ok, c.history.unknown, pruned, c.history.notRecorded, elapsed.Round(time.Millisecond),
+		strings.Join(kinds, " "), worst.Round(time.Millisecond), worstFault.Kind)
+}
