@@ -65,7 +65,10 @@ type stream struct {
 	// direct says the write in progress is Write's own, under the user's
 	// deadline, which SetWriteDeadline must then move on the socket too.
 	direct bool
-	// dropped says bytes were lost to a cut: the stream has a hole.
+	// dropped says bytes were lost to a cut: the stream has a hole, and
+	// carries nothing more, so that no reader sees bytes from past it in
+	// the moment between Mend restoring the link and resetting the
+	// connection.
 	dropped atomic.Bool
 }
 
@@ -127,8 +130,9 @@ func (c *faultConn) Write(b []byte) (int, error) {
 	c.mu.Lock()
 	for {
 		if c.closed {
+			err := c.closedError("write")
 			c.mu.Unlock()
-			return 0, c.closedError("write")
+			return 0, err
 		}
 		if c.out.err != nil {
 			err := c.out.err
@@ -142,7 +146,7 @@ func (c *faultConn) Write(b []byte) (int, error) {
 		}
 		state := c.network.state(c.out.link)
 		switch {
-		case state.cut:
+		case state.cut || c.out.dropped.Load():
 			c.out.dropped.Store(true)
 			c.mu.Unlock()
 			return len(b), nil
@@ -185,7 +189,7 @@ func (c *faultConn) pumpOut() {
 		state := c.network.state(c.out.link)
 		head := c.out.chunks[0]
 		switch {
-		case state.cut:
+		case state.cut || c.out.dropped.Load():
 			c.dropQueued(c.out)
 			continue
 		case state.held:
@@ -231,7 +235,7 @@ func (c *faultConn) pumpIn() {
 		c.mu.Lock()
 		if n > 0 {
 			state := c.network.state(c.in.link)
-			if state.cut {
+			if state.cut || c.in.dropped.Load() {
 				c.in.dropped.Store(true)
 			} else {
 				due := c.network.due(time.Now(), state.delay)
@@ -273,7 +277,7 @@ func (c *faultConn) Read(b []byte) (int, error) {
 		if len(c.in.chunks) > 0 {
 			head := &c.in.chunks[0]
 			switch {
-			case state.cut:
+			case state.cut || c.in.dropped.Load():
 				c.dropQueued(c.in)
 				continue
 			case !state.held && !time.Now().Before(head.due):
@@ -339,7 +343,7 @@ func (c *faultConn) close(reset bool) error {
 		c.broadcast()
 		c.mu.Unlock()
 		if reset {
-			setLingerZero(c.Conn)
+			abort(c.Conn)
 		}
 		err = c.Conn.Close()
 		c.pumps.Wait()
@@ -360,6 +364,11 @@ func (c *faultConn) touches(a, b string) bool {
 }
 
 func (c *faultConn) lost(l link) bool {
+	// Under c.mu, which a Write or a pump holds from seeing the cut to
+	// recording the loss: one that saw the cut before Mend removed it has
+	// recorded it by now, and is reset rather than left dropping forever.
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return (c.out.link == l && c.out.dropped.Load()) || (c.in.link == l && c.in.dropped.Load())
 }
 
@@ -397,12 +406,16 @@ func (c *faultConn) SetWriteDeadline(t time.Time) error {
 	return nil
 }
 
-// setLingerZero makes Close send an RST, reaching under TLS if need be.
-func setLingerZero(conn net.Conn) {
+// abort closes conn's socket with an RST, reaching under TLS if need be.
+// The socket is closed before conn itself: TLS's Close would first send
+// a close_notify alert, which the peer reads as an orderly end before it
+// sees the RST.
+func abort(conn net.Conn) {
 	for {
 		switch c := conn.(type) {
 		case interface{ SetLinger(int) error }:
 			c.SetLinger(0)
+			conn.Close()
 			return
 		case interface{ NetConn() net.Conn }:
 			conn = c.NetConn()
@@ -426,7 +439,11 @@ type heldConn struct {
 	pending       []byte
 	readDeadline  time.Time
 	writeDeadline time.Time
-	closeOnce     sync.Once
+	// wasReset and userClosed are faultConn's: after a reset by the
+	// Network, the user's first Close returns nil.
+	wasReset   bool
+	userClosed bool
+	closeOnce  sync.Once
 }
 
 func (c *heldConn) Read(b []byte) (int, error) {
@@ -516,14 +533,30 @@ func (c *heldConn) SetWriteDeadline(t time.Time) error {
 }
 
 func (c *heldConn) Close() error {
+	c.mu.Lock()
+	first := !c.userClosed
+	c.userClosed = true
+	reset := c.wasReset
+	c.mu.Unlock()
+	err := c.close()
+	if reset && first {
+		return nil
+	}
+	return err
+}
+
+func (c *heldConn) close() error {
 	err := c.Conn.Close()
 	c.closeOnce.Do(func() { c.network.untrack(c) })
 	return err
 }
 
 func (c *heldConn) reset() {
-	setLingerZero(c.Conn)
-	c.Close()
+	c.mu.Lock()
+	c.wasReset = true
+	c.mu.Unlock()
+	abort(c.Conn)
+	c.close()
 }
 
 func (c *heldConn) touches(a, b string) bool { return b == "" && c.node == a }
