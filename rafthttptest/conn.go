@@ -54,9 +54,6 @@ type stream struct {
 	link   link
 	chunks []chunk
 	size   int
-	// last is when the last queued chunk is due; a new chunk is never due
-	// before it, so jitter cannot reorder the stream.
-	last time.Time
 	// err ends the stream once the queue is drained: the socket's error.
 	err error
 	// sending says a write to the socket is in progress, by the pump or
@@ -74,7 +71,20 @@ type stream struct {
 
 type chunk struct {
 	data []byte
-	due  time.Time
+	// sent is when the chunk was written; due, when its delay, drawn
+	// then, lets it arrive.
+	sent, due time.Time
+}
+
+// dueAt returns when the chunk may arrive under the link's delay now: a
+// delay shortened or removed since it was written (by Delay or Heal)
+// shortens its wait too, so healing a slow link does not leave bytes an
+// hour away.
+func (k chunk) dueAt(d delay) time.Time {
+	if latest := k.sent.Add(d.latency + d.jitter); latest.Before(k.due) {
+		return latest
+	}
+	return k.due
 }
 
 func newFaultConn(network *Network, conn net.Conn, out, in link) *faultConn {
@@ -161,12 +171,8 @@ func (c *faultConn) Write(b []byte) (int, error) {
 			c.mu.Unlock()
 			return n, err
 		case c.out.size == 0 || c.out.size+len(b) <= window:
-			due := c.network.due(time.Now(), state.delay)
-			if due.Before(c.out.last) {
-				due = c.out.last
-			}
-			c.out.last = due
-			c.out.chunks = append(c.out.chunks, chunk{data: append([]byte(nil), b...), due: due})
+			now := time.Now()
+			c.out.chunks = append(c.out.chunks, chunk{data: append([]byte(nil), b...), sent: now, due: c.network.due(now, state.delay)})
 			c.out.size += len(b)
 			c.broadcast()
 			c.mu.Unlock()
@@ -195,8 +201,8 @@ func (c *faultConn) pumpOut() {
 		case state.held:
 			c.wait(state.changed)
 			continue
-		case time.Now().Before(head.due):
-			c.wait(state.changed, head.due)
+		case time.Now().Before(head.dueAt(state.delay)):
+			c.wait(state.changed, head.dueAt(state.delay))
 			continue
 		}
 		c.out.chunks = c.out.chunks[1:]
@@ -238,12 +244,8 @@ func (c *faultConn) pumpIn() {
 			if state.cut || c.in.dropped.Load() {
 				c.in.dropped.Store(true)
 			} else {
-				due := c.network.due(time.Now(), state.delay)
-				if due.Before(c.in.last) {
-					due = c.in.last
-				}
-				c.in.last = due
-				c.in.chunks = append(c.in.chunks, chunk{data: buf[:n], due: due})
+				now := time.Now()
+				c.in.chunks = append(c.in.chunks, chunk{data: buf[:n], sent: now, due: c.network.due(now, state.delay)})
 				c.in.size += n
 			}
 		}
@@ -280,7 +282,7 @@ func (c *faultConn) Read(b []byte) (int, error) {
 			case state.cut || c.in.dropped.Load():
 				c.dropQueued(c.in)
 				continue
-			case !state.held && !time.Now().Before(head.due):
+			case !state.held && !time.Now().Before(head.dueAt(state.delay)):
 				n := copy(b, head.data)
 				head.data = head.data[n:]
 				c.in.size -= n
@@ -290,7 +292,9 @@ func (c *faultConn) Read(b []byte) (int, error) {
 				c.broadcast()
 				return n, nil
 			}
-		} else if c.in.err != nil {
+		} else if c.in.err != nil && !state.cut && !state.held {
+			// The peer's FIN or RST crosses the link like its bytes:
+			// not while the link is cut or held.
 			return 0, c.in.err
 		}
 		if expired {
@@ -298,7 +302,7 @@ func (c *faultConn) Read(b []byte) (int, error) {
 		}
 		var due time.Time
 		if len(c.in.chunks) > 0 && !state.held {
-			due = c.in.chunks[0].due
+			due = c.in.chunks[0].dueAt(state.delay)
 		}
 		c.wait(state.changed, deadline, due)
 	}
@@ -454,7 +458,7 @@ func (c *heldConn) Read(b []byte) (int, error) {
 	if len(pending) == 0 {
 		n, err := c.Conn.Read(b)
 		if n == 0 {
-			return n, err
+			return n, c.resetError("read", err)
 		}
 		pending = b[:n]
 		if err := c.waitUnpaused("read", &c.readDeadline); err != nil {
@@ -484,7 +488,23 @@ func (c *heldConn) Write(b []byte) (int, error) {
 	if err := c.waitUnpaused("write", &c.writeDeadline); err != nil {
 		return 0, err
 	}
-	return c.Conn.Write(b)
+	n, err := c.Conn.Write(b)
+	return n, c.resetError("write", err)
+}
+
+// resetError turns the error of an operation on a connection the Network
+// reset into the error a reset socket gives, as faultConn does.
+func (c *heldConn) resetError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	c.mu.Lock()
+	reset := c.wasReset && !c.userClosed
+	c.mu.Unlock()
+	if reset {
+		return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: syscall.ECONNRESET}
+	}
+	return err
 }
 
 // waitUnpaused waits while the node is paused, until the deadline *at

@@ -149,7 +149,8 @@ func (n *Network) mend(links ...link) {
 
 // Partition cuts every link between nodes of different groups. Nodes in no
 // group keep every link they had: Partition([]string{"a", "b"},
-// []string{"d", "e"}) leaves c as a bridge that reaches all four.
+// []string{"d", "e"}) leaves c as a bridge that reaches all four. The cuts
+// add to those already made; to partition differently, Heal first.
 func (n *Network) Partition(groups ...[]string) {
 	n.update(func() {
 		for i, group := range groups {
@@ -166,7 +167,7 @@ func (n *Network) Partition(groups ...[]string) {
 }
 
 // Isolate cuts every link between name and the other nodes the Network
-// knows, in both directions.
+// knows now, in both directions; a node added later is not cut off.
 func (n *Network) Isolate(name string) {
 	n.update(func() {
 		for other := range n.nodes {
@@ -229,18 +230,22 @@ func (n *Network) Heal() {
 }
 
 // Reset closes every live connection between a and b, with an RST where it
-// can, and reports how many it closed.
+// can, and reports how many it closed. It closes the end that dialed,
+// which knows both nodes; the other end sees the reset.
 func (n *Network) Reset(a, b string) int {
 	return n.reset(func(c closer) bool { return c.touches(a, b) })
 }
 
 // ResetNode closes every live connection to or from name: those it dialed,
-// those dialed to it, and those its Handler accepted.
+// those dialed to it, and those its Handler accepted. It reports how many
+// ends it closed: a connection between two nodes of the Network, whose
+// Handler is wrapped, has two.
 func (n *Network) ResetNode(name string) int {
 	return n.reset(func(c closer) bool { return c.touches(name, "") })
 }
 
-// ResetAll closes every live connection the Network knows.
+// ResetAll closes every live connection the Network knows, and reports
+// how many ends it closed, as ResetNode does.
 func (n *Network) ResetAll() int {
 	return n.reset(func(closer) bool { return true })
 }
@@ -275,6 +280,12 @@ func (n *Network) update(change func()) {
 	change()
 	close(n.changed)
 	n.changed = make(chan struct{})
+}
+
+func (n *Network) isClosed() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closed
 }
 
 // tracked returns the live connections.
@@ -375,11 +386,13 @@ func (n *Node) DialContext(next rafthttp.DialContext) rafthttp.DialContext {
 			return nil, err
 		}
 		fc := newFaultConn(n.network, conn, out, in)
+		// Started before it is tracked, so that a Close of the Network
+		// that finds it also waits for its goroutines.
+		fc.start()
 		if !n.network.track(fc) {
-			conn.Close()
+			fc.Close()
 			return nil, fmt.Errorf("rafthttptest: dial %s from %s: %w", addr, n.name, ErrNetworkClosed)
 		}
-		fc.start()
 		return fc, nil
 	}
 }
@@ -395,10 +408,7 @@ func orUnknown(name string) string {
 // once, a paused end holds the dial, a delay costs one round trip.
 func (n *Network) waitToDial(ctx context.Context, out, in link) error {
 	for {
-		n.mu.Lock()
-		closed := n.closed
-		n.mu.Unlock()
-		if closed {
+		if n.isClosed() {
 			return ErrNetworkClosed
 		}
 		state := n.state(out)
@@ -465,6 +475,11 @@ type hijackWriter struct {
 }
 
 func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	// Refused before the connection is taken, so that the Handler can
+	// still answer the request.
+	if w.node.network.isClosed() {
+		return nil, nil, ErrNetworkClosed
+	}
 	conn, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err

@@ -1823,3 +1823,76 @@ func streamSource(seed uint64) *rand.ChaCha8 {
 	key[31] = 's'
 	return rand.NewChaCha8(key)
 }
+
+// TestHealRetimesQueuedBytes: bytes written across an hour's delay arrive
+// soon after Heal, and so do those written behind them.
+func TestHealRetimesQueuedBytes(t *testing.T) {
+	t.Parallel()
+	network := newNetwork(t)
+	a := network.Node("a")
+	_, lnB := listen(t, network, "b")
+	client, server := connect(t, a, lnB)
+	network.Delay("a", "b", time.Hour, 0)
+	mustWrite(t, client, "slow")
+	mustWrite(t, server, "back")
+	expectNothing(t, server)
+
+	network.Heal()
+	expectRead(t, server, []byte("slow"))
+	expectRead(t, client, []byte("back"))
+	exchange(t, client, server)
+}
+
+// TestCutHidesPeerClose: the peer's close does not cross a cut link any
+// more than its bytes do; it arrives once the link is mended.
+func TestCutHidesPeerClose(t *testing.T) {
+	t.Parallel()
+	network := newNetwork(t)
+	a := network.Node("a")
+	_, lnB := listen(t, network, "b")
+	client, server := connect(t, a, lnB)
+	network.CutOneWay("b", "a")
+	server.Close()
+	client.SetReadDeadline(time.Now().Add(quiet))
+	_, err := client.Read(make([]byte, 8))
+	expectTimeout(t, err)
+
+	network.MendOneWay("b", "a")
+	client.SetReadDeadline(time.Time{})
+	expectResetOrEOF(t, client)
+}
+
+// TestHandlerAfterNetworkClose: an upgrade that reaches a wrapped Handler
+// after Network.Close is refused with an HTTP answer, not dropped.
+func TestHandlerAfterNetworkClose(t *testing.T) {
+	t.Parallel()
+	network := newNetwork(t)
+	b := startRaftNode(t, network, "b", nil, nil)
+	network.Close()
+	outside := outsideLayer(t, rafthttp.NewDialContextTCP())
+	_, err := outside.Dial(raft.ServerAddress(b.addr), patience)
+	var status *rafthttp.StatusError
+	if !errors.As(err, &status) {
+		t.Fatalf("dial after Network.Close: %v; want an HTTP refusal (*rafthttp.StatusError)", err)
+	}
+}
+
+// TestHandlerEndResetErrors: after a reset, the accepting end's Read and
+// Write fail as on a reset socket, like the dialing end's.
+func TestHandlerEndResetErrors(t *testing.T) {
+	t.Parallel()
+	network := newNetwork(t)
+	b := startRaftNode(t, network, "b", nil, nil)
+	outside := outsideLayer(t, rafthttp.NewDialContextTCP())
+	client := dialRaft(t, outside, b.addr)
+	server := acceptRaft(t, b.layer)
+	exchange(t, client, server)
+	network.ResetNode("b")
+	expectResetOrEOF(t, client)
+	if _, err := server.Read(make([]byte, 8)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("read after reset: %v; want ECONNRESET", err)
+	}
+	if _, err := server.Write([]byte("x")); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("write after reset: %v; want ECONNRESET", err)
+	}
+}
