@@ -233,9 +233,7 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: n.layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: n.logger.Named("transport"),
-	})
+	n.transport = newTransport(n.layer, n.logger.Named("transport"))
 	cleanups = append(cleanups, func() { n.transport.Close() })
 
 	raftConfig := raft.DefaultConfig()
@@ -450,6 +448,25 @@ func (n *node) stop() {
 	if err := n.store.Close(); err != nil {
 		n.logger.Error("close raft store", "error", err)
 	}
+}
+
+// newTransport returns raft's transport over stream, with pipelining off.
+//
+// raft v1.7's pipelined replication can wedge: when a follower rejects an
+// append, the pipeline's decoder returns, and the sender may still send
+// once more into a channel that nobody drains. Replication to that
+// follower then stops for good, while heartbeats hide it (no election
+// comes to the rescue), and raft.Shutdown never returns. With the default
+// MaxRPCsInFlight of 2 the channels are unbuffered and each rejection
+// wedges it about half the time; the linearizability test found it.
+// MaxRPCsInFlight 1 sends each append and waits for its answer, which
+// raft's own measurements (hashicorp/raft#541) found costs next to
+// nothing. TestReplicationSurvivesRejectedAppends covers it.
+func newTransport(stream raft.StreamLayer, logger hclog.Logger) *raft.NetworkTransport {
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: logger,
+		MaxRPCsInFlight: 1,
+	})
 }
 
 // leader returns the leader's address and ID, or empty strings if none is
