@@ -18,6 +18,7 @@ import (
 	"net/http/httptest"
 	"net/textproto"
 	"net/url"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,6 +109,32 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 		return value
 	case <-timer.C:
 		t.Fatalf("waited %v for %s", testWait, what)
+		panic("unreachable")
+	}
+}
+
+// within calls f and requires it to return within timeout. If it does
+// not, the test fails with the stack of every goroutine: a call that
+// hangs, such as a shutdown step, is a deadlock, and the stacks show
+// where it waits. It returns how long f took. f runs in its own
+// goroutine, so it must not call t.FailNow.
+func within(t *testing.T, what string, timeout time.Duration, f func()) time.Duration {
+	t.Helper()
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return time.Since(start)
+	case <-timer.C:
+		var stacks strings.Builder
+		pprof.Lookup("goroutine").WriteTo(&stacks, 2)
+		t.Fatalf("%s did not return within %v; every goroutine:\n%s", what, timeout, stacks.String())
 		panic("unreachable")
 	}
 }

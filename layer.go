@@ -197,11 +197,21 @@ func NewLayerWithConfig(config LayerConfig) (*Layer, error) {
 // early data, so the whole handshake is checked. The connection is closed
 // at once; the joiner's raft sees it end before its first byte.
 func (l *Layer) probe(ctx context.Context, addr raft.ServerAddress) error {
+	// Close ends the check as it ends the Layer's other dials: a node
+	// shutting down must not wait, nor keep raftmembership waiting, on a
+	// joiner that takes the connection and never answers.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(l.ctx, cancel)
+	defer stop()
 	probe := *l.upgrader
 	probe.peers = nil
 	deadline, _ := ctx.Deadline()
 	conn, err := probe.dialUpgrade(ctx, deadline, string(addr))
 	if err != nil {
+		if l.ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", ErrClosed, err)
+		}
 		return err
 	}
 	return conn.Close()
@@ -233,8 +243,9 @@ func (l *Layer) Accept() (net.Conn, error) {
 }
 
 // Close closes the Handler, makes Accept, Dial, Join and Leave return
-// [ErrClosed], and closes every upgraded connection the Layer handed to raft
-// that is still open, in both directions, so no raft goroutine stays blocked
+// [ErrClosed], ends any check in progress that a joiner can be reached,
+// and closes every upgraded connection the Layer handed to raft that is
+// still open, in both directions, so no raft goroutine stays blocked
 // reading one. Close is idempotent and always returns nil.
 func (l *Layer) Close() error {
 	l.closeOnce.Do(func() {

@@ -202,8 +202,13 @@ func (h *handler) handOver() error {
 	deadline := time.Now().Add(h.timeout)
 	for {
 		address, _ := h.raft.LeaderWithID()
-		if address != "" && h.raft.State() != raft.Leader {
+		state := h.raft.State()
+		if address != "" && state != raft.Leader {
 			return &ErrDifferentLeader{leader: string(address)}
+		}
+		if state == raft.Shutdown {
+			// No leader will be heard of any more: the node is stopping.
+			return h.raftError("wait for a successor", raft.ErrRaftShutdown)
 		}
 		if time.Now().After(deadline) {
 			return &ErrUnknownLeader{}

@@ -3,6 +3,7 @@
 package clustertest
 
 import (
+	"cmp"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -57,6 +58,10 @@ type Options struct {
 	// bounds).
 	Handler func(*rafthttp.HandlerConfig)
 	Layer   func(*rafthttp.LayerConfig)
+	// MembershipTimeout is each node's raftmembership.Config.Timeout,
+	// which bounds each change and the check that a joiner can be
+	// reached. Zero means 5 seconds.
+	MembershipTimeout time.Duration
 }
 
 // Node is one member of a test cluster.
@@ -280,7 +285,7 @@ func (node *Node) start(listener net.Listener) {
 	go func() {
 		defer close(node.membersDone)
 		raftmembership.HandleChangeRequestsWithConfig(node.Raft, node.Handler.Requests(),
-			raftmembership.Config{Logger: logger.Named("membership"), Timeout: 5 * time.Second})
+			raftmembership.Config{Logger: logger.Named("membership"), Timeout: cmp.Or(options.MembershipTimeout, 5*time.Second)})
 	}()
 	t.Cleanup(node.Stop)
 }
