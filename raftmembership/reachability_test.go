@@ -184,6 +184,9 @@ func TestJoinReachabilityCheckBoundedByTimeout(t *testing.T) {
 	t.Parallel()
 	const timeout = 300 * time.Millisecond
 	a, b := startLeaderAndJoiner(t, nodeOptions{membership: &raftmembership.Config{Timeout: timeout}})
+	// A new leader appends an entry of its own term; the barrier waits
+	// until it has, so that the index below moves only for the join.
+	require.NoError(t, a.raft.Barrier(testWait).Error())
 	before := a.raft.LastIndex()
 	ended := make(chan error, 1)
 	request := raftmembership.NewJoinRequest(b.id, b.addr).WithReachabilityCheck(
