@@ -416,21 +416,14 @@ func (c *linearizabilityCluster) checkConverged(client *kvClient) string {
 		return problem
 	}
 	c.history.mu.Lock()
-	acked := make(map[string]string, len(c.history.acked))
-	for key, value := range c.history.acked {
-		acked[key] = value
-	}
-	keys := []string{"x", "y", "z", "probe"}
-	for _, op := range c.history.ops {
-		if key := op.Input.(kvInput).Key; !slices.Contains(keys, key) {
-			keys = append(keys, key)
-		}
-	}
+	acked := maps.Clone(c.history.acked)
 	c.history.mu.Unlock()
-	slices.Sort(keys)
 	nodes := c.nodes()
+
+	// The keys every client shares: a consistent read, then a local read
+	// on each node, all of which join the history.
 	local := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	for _, key := range keys {
+	for _, key := range []string{"probe", "x", "y", "z"} {
 		want := client.do(context.Background(), c.baseOf(nodes[0]), kvInput{Op: "get", Key: key})
 		for _, n := range nodes {
 			call := c.history.now()
@@ -447,12 +440,37 @@ func (c *linearizabilityCluster) checkConverged(client *kvClient) string {
 				return fmt.Sprintf("%s holds %q for %q (found %v), a consistent read gave %q (found %v)",
 					n.config.ID, out.Value, key, out.Found, want.Value, want.Found)
 			}
-			if value, ok := acked[key]; ok && (!out.Found || out.Value != value) {
+		}
+	}
+
+	// The unique keys, thousands of them, straight from each node's state
+	// machine: every node holds the same map, and in it every
+	// acknowledged write.
+	first := nodeState(nodes[0])
+	for _, n := range nodes {
+		state := nodeState(n)
+		if !maps.Equal(state, first) {
+			return fmt.Sprintf("%s holds %d keys, %s %d, and they differ", n.config.ID, len(state), nodes[0].config.ID, len(first))
+		}
+		for key, value := range acked {
+			if got, ok := state[key]; !ok || got != value {
 				return fmt.Sprintf("%s lost the acknowledged write %q = %q", n.config.ID, key, value)
 			}
 		}
 	}
 	return ""
+}
+
+// nodeState copies what n's state machine holds: a local read of every
+// key at once.
+func nodeState(n *testNode) map[string]string {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	state := make(map[string]string, len(n.fsm.data))
+	for key, value := range n.fsm.data {
+		state[key] = string(value)
+	}
+	return state
 }
 
 // converged reports why the nodes do not yet agree, or "".
