@@ -154,7 +154,7 @@ const outcomeHeader = "Raftkv-Outcome"
 
 func (a *api) apply(w http.ResponseWriter, r *http.Request, command []byte) {
 	future := a.node.raft.Apply(command, applyTimeout)
-	if err := future.Error(); err != nil {
+	if err := a.node.await(future); err != nil {
 		if errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
 			// Never a redirect here: a client following it would send
 			// the write again to the new leader, which may then apply it

@@ -124,6 +124,8 @@ type node struct {
 
 	serveDone      chan struct{}
 	membershipDone chan struct{}
+	// raftDown is closed once raft has shut down; see await.
+	raftDown chan struct{}
 }
 
 // advertiseAddr is the address peers reach this node at.
@@ -152,7 +154,7 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 		config.ReadTimeout = readTimeout
 	}
 	n := &node{config: config, logger: config.Logger.With("id", config.ID), fsm: newKVFSM(),
-		serveDone: make(chan struct{}), membershipDone: make(chan struct{})}
+		serveDone: make(chan struct{}), membershipDone: make(chan struct{}), raftDown: make(chan struct{})}
 	var cleanups []func()
 	defer func() {
 		if err != nil {
@@ -252,7 +254,11 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	n.reads = newConsistentReads(n.raft, n.fsm)
-	cleanups = append(cleanups, func() { n.raft.Shutdown().Error(); n.reads.close(time.Second) })
+	cleanups = append(cleanups, func() {
+		n.raft.Shutdown().Error()
+		close(n.raftDown)
+		n.reads.close(time.Second)
+	})
 	go func() {
 		defer close(n.membershipDone)
 		raftmembership.HandleChangeRequestsWithConfig(n.raft, n.handler.Requests(),
@@ -434,6 +440,7 @@ func (n *node) stop() {
 	if err := n.raft.Shutdown().Error(); err != nil {
 		n.logger.Error("raft shutdown", "error", err)
 	}
+	close(n.raftDown)
 	if !n.reads.close(5 * time.Second) {
 		n.logger.Warn("a consistent read's barrier outlived raft")
 	}
@@ -467,6 +474,29 @@ func newTransport(stream raft.StreamLayer, logger hclog.Logger) *raft.NetworkTra
 		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: logger,
 		MaxRPCsInFlight: 1,
 	})
+}
+
+// await returns the error of a future raft was handed, once raft answers
+// or has shut down. hashicorp/raft v1.7 may never answer an Apply in flight
+// when it shuts down (hashicorp/raft#498): a write's request would then
+// wait forever, and with it http.Server.Shutdown. Once raft is down, await
+// answers raft.ErrRaftShutdown, which the API reports as an unknown
+// outcome; the goroutine still waiting on the future ends if raft answers
+// after all.
+func (n *node) await(future raft.Future) error {
+	answer := make(chan error, 1)
+	go func() { answer <- future.Error() }()
+	select {
+	case err := <-answer:
+		return err
+	case <-n.raftDown:
+		select {
+		case err := <-answer:
+			return err
+		default:
+			return raft.ErrRaftShutdown
+		}
+	}
 }
 
 // leader returns the leader's address and ID, or empty strings if none is

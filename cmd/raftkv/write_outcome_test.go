@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/rafthttp/rafthttp/internal/clustertest"
@@ -43,4 +44,40 @@ func TestWriteLostWithLeadership(t *testing.T) {
 	got = do(t, newAPIClient(t, false), http.MethodPut, follower.url("/kv/k"), strings.NewReader("v"))
 	assert.Equal(t, http.StatusTemporaryRedirect, got.status, got.body)
 	assert.Empty(t, got.header.Get(outcomeHeader))
+}
+
+// unanswered is a raft future that never answers, as raft may leave an
+// Apply in flight when it shuts down.
+type unanswered struct{ release chan struct{} }
+
+func (f unanswered) Error() error {
+	<-f.release
+	return nil
+}
+
+// TestAwaitEndsWithRaft: a write raft never answers ends, as an unknown
+// outcome, once raft has shut down; one raft answers returns its error.
+func TestAwaitEndsWithRaft(t *testing.T) {
+	n := &node{raftDown: make(chan struct{})}
+	future := unanswered{release: make(chan struct{})}
+	defer close(future.release)
+	done := make(chan error, 1)
+	go func() { done <- n.await(future) }()
+	select {
+	case err := <-done:
+		t.Fatalf("await returned %v while raft runs", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(n.raftDown)
+	select {
+	case err := <-done:
+		assert.ErrorIs(t, err, raft.ErrRaftShutdown)
+	case <-time.After(10 * time.Second):
+		t.Fatal("await did not end when raft shut down")
+	}
+
+	running := &node{raftDown: make(chan struct{})}
+	answered := unanswered{release: make(chan struct{})}
+	close(answered.release)
+	assert.NoError(t, running.await(answered))
 }
