@@ -26,7 +26,10 @@
 //	handler := rafthttp.NewHandler()
 //	mux.Handle("/raft", handler)
 //	layer := rafthttp.NewLayer("/raft", advertisedAddr, handler, rafthttp.NewDialTCP())
-//	transport := raft.NewNetworkTransport(layer, 3, 10*time.Second, os.Stderr)
+//	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+//		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second,
+//		MaxRPCsInFlight: 1, // raft's pipelining can wedge; see the README
+//	})
 //	r, err := raft.NewRaft(config, fsm, logs, stable, snapshots, transport)
 //	go raftmembership.HandleChangeRequests(r, handler.Requests())
 //

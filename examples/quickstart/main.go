@@ -47,9 +47,12 @@ func main() {
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
 	go server.Serve(listener)
 
-	// raft talks to its peers through the Layer.
+	// raft talks to its peers through the Layer. MaxRPCsInFlight 1 turns
+	// off raft's pipelined replication, which can wedge (see the README).
 	layer := rafthttp.NewLayer("/raft", listener.Addr(), handler, rafthttp.NewDialTCP())
-	transport := raft.NewNetworkTransport(layer, 3, 10*time.Second, os.Stderr)
+	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, MaxRPCsInFlight: 1,
+	})
 	config := raft.DefaultConfig()
 	config.LocalID = raft.ServerID(*id)
 	r, err := raft.NewRaft(config, fsm{}, raft.NewInmemStore(), raft.NewInmemStore(), raft.NewInmemSnapshotStore(), transport)
