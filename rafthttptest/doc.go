@@ -28,7 +28,7 @@
 //
 //   - A cut link drops the bytes written across it, silently, as a
 //     firewall's DROP rule would; reads on the other end wait for their
-//     deadline. A connection that lost bytes can never be trusted again, so
+//     deadline, and a close does not cross the cut either. A connection that lost bytes can never be trusted again, so
 //     Mend resets it: both ends see an error and raft dials afresh. A new
 //     dial across a cut link fails at once with an error wrapping
 //     [ErrLinkCut].
