@@ -124,8 +124,10 @@ func drawFault(random *rand.Rand, kind faultKind, names []string) fault {
 // healed (nanoseconds into the history), whom it hit, and how long after
 // healing the cluster committed a write again.
 type faultRecord struct {
-	Fault    fault
-	Target   string // the leader isolated, when the fault chose it
+	Fault  fault
+	Target string // the leader isolated, when the fault chose it
+	// Skipped says the fault found nothing to hit: no leader to isolate.
+	Skipped  bool
 	Start    int64
 	Healed   int64
 	Recovery time.Duration
@@ -143,6 +145,7 @@ func runNemesis(ctx context.Context, c *linearizabilityCluster, schedule []fault
 		}
 		record := faultRecord{Fault: f, Start: c.history.now()}
 		record.Target = c.inject(f)
+		record.Skipped = f.Kind == faultIsolateLeader && record.Target == ""
 		sleep(ctx, f.Hold)
 		record.Err = c.heal(f)
 		record.Healed = c.history.now()
