@@ -3,8 +3,9 @@
 // on rafthttp.
 //
 // A [Network] knows each node by a name and the addresses it is reached at.
-// Each node gets a dial for its Layer ([Node.DialContext]) and a middleware
-// for its Handler ([Node.Handler]); from then on a test can
+// Each node gets a dial for its Layer ([Node.DialContext], or [Node.Dial]
+// for a Layer given a [rafthttp.Dial]) and a middleware for its Handler
+// ([Node.Handler]); from then on a test can
 //
 //   - cut and mend the link between two nodes, in one direction or both
 //     ([Network.Cut], [Network.CutOneWay], [Network.Mend], [Network.Partition],
@@ -39,6 +40,10 @@
 //     across it takes one round trip.
 //   - A reset closes the connection with TCP's RST where it can, so the peer
 //     sees "connection reset by peer" rather than an orderly close.
+//
+// The package's Example runs a three-node cluster, isolates its leader,
+// and shows the others electing a new one and the old leader following it
+// once the links are mended.
 //
 // A Network is safe for concurrent use. Every goroutine it starts belongs to
 // a connection and ends when the connection is closed; [Network.Close]

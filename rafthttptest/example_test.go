@@ -39,13 +39,19 @@ func Example() {
 		}
 	}
 	old := waitForLeader(nodes, nil)
+	if old == nil {
+		log.Fatal("no leader elected")
+	}
 	fmt.Println("a leader is elected")
 
 	// Isolating the leader stops its connections at once: its heartbeats
 	// no longer arrive, and it hears from no follower.
 	network.Isolate(old.name)
 	fresh := waitForLeader(nodes, old)
-	fmt.Println("the majority elects a new leader:", fresh != nil)
+	if fresh == nil {
+		log.Fatal("the majority elected no leader")
+	}
+	fmt.Println("the majority elects a new leader")
 	fmt.Println("the isolated node stepped down:", waitUntil(func() bool { return old.raft.State() != raft.Leader }))
 	future := fresh.raft.Apply([]byte("written while partitioned"), 10*time.Second)
 	fmt.Println("the majority commits:", future.Error() == nil)
@@ -56,13 +62,14 @@ func Example() {
 		}
 	}
 	caughtUp := waitUntil(func() bool {
-		leader, _ := old.raft.LeaderWithID()
-		return old.raft.AppliedIndex() >= future.Index() && leader != ""
+		_, leader := old.raft.LeaderWithID()
+		return old.raft.State() == raft.Follower && leader == raft.ServerID(fresh.name) &&
+			old.raft.AppliedIndex() >= future.Index()
 	})
 	fmt.Println("after Mend the old leader follows and catches up:", caughtUp)
 	// Output:
 	// a leader is elected
-	// the majority elects a new leader: true
+	// the majority elects a new leader
 	// the isolated node stepped down: true
 	// the majority commits: true
 	// after Mend the old leader follows and catches up: true

@@ -60,8 +60,9 @@ type closer interface {
 }
 
 // NewNetwork returns an empty Network whose jitter is drawn from a source
-// seeded with seed, so that a test run with the same seed and the same
-// faults sees the same delays.
+// seeded with seed: a run with the same seed draws the same sequence of
+// jitters. Which write gets which draw depends on the order in which
+// connections write, which the scheduler decides.
 func NewNetwork(seed uint64) *Network {
 	return &Network{
 		random:  rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
@@ -78,7 +79,8 @@ func NewNetwork(seed uint64) *Network {
 // Node returns the node called name, adding it if it is new, and records
 // addrs as addresses it is reached at: its own listener's, and a proxy's in
 // front of it, if any. An address recorded for another node moves to this
-// one, so a node restarted on a new port, or a port reused, is found.
+// one, so a node restarted on a new port, or a port reused, is found. It
+// panics if name is empty.
 func (n *Network) Node(name string, addrs ...string) *Node {
 	if name == "" {
 		panic("rafthttptest: a node needs a name")
@@ -199,7 +201,8 @@ func (n *Network) Delay(a, b string, latency, jitter time.Duration) {
 	n.DelayOneWay(b, a, latency, jitter)
 }
 
-// DelayOneWay is [Network.Delay] for what from sends to to only.
+// DelayOneWay is [Network.Delay] for what from sends to to only. Both
+// Delay and DelayOneWay panic on a negative latency or jitter.
 func (n *Network) DelayOneWay(from, to string, latency, jitter time.Duration) {
 	if latency < 0 || jitter < 0 {
 		panic(fmt.Sprintf("rafthttptest: negative delay %v+%v", latency, jitter))
@@ -263,7 +266,8 @@ func (n *Network) reset(match func(closer) bool) int {
 
 // Close resets every connection, waits for their goroutines to end, and
 // makes every later dial fail with an error wrapping [ErrNetworkClosed].
-// Requests held by a paused node's Handler are let through.
+// Requests held by a paused node's Handler are let through. It returns
+// nil; it is an io.Closer so that it can go where one is expected.
 func (n *Network) Close() error {
 	n.update(func() {
 		n.closed = true
@@ -394,6 +398,34 @@ func (n *Node) DialContext(next rafthttp.DialContext) rafthttp.DialContext {
 			return nil, fmt.Errorf("rafthttptest: dial %s from %s: %w", addr, n.name, ErrNetworkClosed)
 		}
 		return fc, nil
+	}
+}
+
+// Dial is [Node.DialContext] for a Layer configured with a
+// [rafthttp.Dial] (next, plain TCP if nil) rather than a DialContext: the
+// timeout it is given bounds the whole dial, a hold by a paused node
+// included.
+func (n *Node) Dial(next rafthttp.Dial) rafthttp.Dial {
+	if next == nil {
+		next = rafthttp.NewDialTCP()
+	}
+	dial := n.DialContext(func(ctx context.Context, addr string) (net.Conn, error) {
+		var timeout time.Duration
+		if deadline, ok := ctx.Deadline(); ok {
+			if timeout = time.Until(deadline); timeout <= 0 {
+				return nil, context.DeadlineExceeded
+			}
+		}
+		return next(addr, timeout)
+	})
+	return func(addr string, timeout time.Duration) (net.Conn, error) {
+		ctx := context.Background()
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		return dial(ctx, addr)
 	}
 }
 
