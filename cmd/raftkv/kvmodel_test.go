@@ -14,8 +14,9 @@ type kvInput struct {
 }
 
 // kvOutput is what the operation returned. A write whose outcome the
-// client could not learn (a timeout, a connection dropped after sending, a 503 with Raftkv-Outcome: unknown, a proxy's 502) is
-// unknown: it may or may not have taken effect.
+// client could not learn (a timeout, a connection dropped after sending, a
+// 503 with Raftkv-Outcome: unknown, a proxy's 502) is unknown: it may or
+// may not have taken effect.
 type kvOutput struct {
 	Value   string
 	Found   bool
