@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"github.com/rafthttp/rafthttp/internal/clustertest"
 )
 
 // kvClient is one client of the cluster: it sends each operation to a node
@@ -92,8 +93,13 @@ func (c *kvClient) send(ctx context.Context, base string, in kvInput) (out kvOut
 		// raftkv redirects, or answers 503 without the header, only
 		// for a write raft did not take.
 		return kvOutput{Unknown: true}, false
+	case response.StatusCode == http.StatusBadGateway && response.Header.Get(clustertest.UpstreamConnectTime) == "-":
+		// nginx could not connect to the node: the write never left
+		// the proxy.
+		return kvOutput{Unknown: true}, false
 	default:
-		// A 503 saying so, or a proxy's 502 or 504.
+		// A 503 saying so, or a proxy's 502 or 504 for a request that
+		// reached the node.
 		return kvOutput{Unknown: true}, true
 	}
 }

@@ -41,6 +41,11 @@ func NginxPath() (string, bool) {
 	return "", false
 }
 
+// UpstreamConnectTime is the header nginx started by StartNginx adds to
+// every answer: how long connecting to the backend took, or "-" if it could
+// not connect, in which case the request never reached the backend.
+const UpstreamConnectTime = "Upstream-Connect-Time"
+
 // StartNginx starts an nginx reverse proxy on a free loopback port in front
 // of the HTTP server at backend (host:port), and returns the address it
 // listens on. Every path is proxied with the configuration commonly
@@ -325,6 +330,10 @@ http {
             proxy_set_header Host $host;
             proxy_read_timeout 1h;
             proxy_send_timeout 1h;
+            # "-" when nginx could not connect to the backend: a client
+            # then knows its request never reached it (see
+            # UpstreamConnectTime).
+            add_header Upstream-Connect-Time $upstream_connect_time always;
         }
     }
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -382,4 +383,36 @@ func readWithin(t *testing.T, conn net.Conn, reader *bufio.Reader, n int, wait t
 	}
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(testWait)))
 	return got[:read], err == nil
+}
+
+// TestNginxSaysWhenBackendUnreachable: an answer nginx gives because it
+// could not connect to the backend says so, so that a client knows its
+// request never reached it; an answer from the backend says how long the
+// connect took.
+func TestNginxSaysWhenBackendUnreachable(t *testing.T) {
+	front := clustertest.StartNginx(t, clustertest.RefusingAddr(t))
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	response, err := client.Get("http://" + front + "/kv/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	response.Body.Close()
+	if response.StatusCode != http.StatusBadGateway || response.Header.Get(clustertest.UpstreamConnectTime) != "-" {
+		t.Errorf("through nginx to a refused backend: %d, %s %q; want 502 and \"-\"",
+			response.StatusCode, clustertest.UpstreamConnectTime, response.Header.Get(clustertest.UpstreamConnectTime))
+	}
+
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer backend.Close()
+	front = clustertest.StartNginx(t, backend.Listener.Addr().String())
+	response, err = client.Get("http://" + front + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	response.Body.Close()
+	if got := response.Header.Get(clustertest.UpstreamConnectTime); got == "" || got == "-" {
+		t.Errorf("through nginx to a live backend: %s %q; want a time", clustertest.UpstreamConnectTime, got)
+	}
 }
