@@ -417,3 +417,15 @@ func acceptRaft(t *testing.T, layer *rafthttp.Layer) net.Conn {
 	t.Cleanup(func() { r.conn.Close() })
 	return r.conn
 }
+
+// connectFromOutside opens a raft connection to b from a Layer outside the
+// Network, checks it carries bytes both ways, and returns that Layer and
+// both ends.
+func connectFromOutside(t *testing.T, b *raftNode) (outside *rafthttp.Layer, client, server net.Conn) {
+	t.Helper()
+	outside = outsideLayer(t, rafthttp.NewDialContextTCP())
+	client = dialRaft(t, outside, b.addr)
+	server = acceptRaft(t, b.layer)
+	exchange(t, client, server)
+	return outside, client, server
+}

@@ -928,10 +928,7 @@ func TestHandlerHoldsConnectionWhilePaused(t *testing.T) {
 	t.Parallel()
 	network := newNetwork(t)
 	b := startRaftNode(t, network, "b", nil, nil)
-	outside := outsideLayer(t, rafthttp.NewDialContextTCP())
-	client := dialRaft(t, outside, b.addr)
-	server := acceptRaft(t, b.layer)
-	exchange(t, client, server)
+	outside, client, server := connectFromOutside(t, b)
 
 	network.Pause("b")
 	mustWrite(t, client, "ping")
@@ -1488,10 +1485,7 @@ func TestHandlerEndResetErrors(t *testing.T) {
 	t.Parallel()
 	network := newNetwork(t)
 	b := startRaftNode(t, network, "b", nil, nil)
-	outside := outsideLayer(t, rafthttp.NewDialContextTCP())
-	client := dialRaft(t, outside, b.addr)
-	server := acceptRaft(t, b.layer)
-	exchange(t, client, server)
+	_, client, server := connectFromOutside(t, b)
 	network.ResetNode("b")
 	expectResetOrEOF(t, client)
 	if _, err := server.Read(make([]byte, 8)); !errors.Is(err, syscall.ECONNRESET) {
