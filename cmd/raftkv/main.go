@@ -37,7 +37,8 @@ func main() {
 }
 
 // run executes a subcommand and returns the exit code: 0 on success, 1 on
-// failure, 2 for a bad command line.
+// failure, 2 for a bad command line, exitRemoved (3) when serve's node was
+// removed from its cluster.
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -85,7 +86,7 @@ func parseServe(args []string, stderr io.Writer) (nodeConfig, error) {
 	flags.Uint64Var(&config.SnapshotThreshold, "snapshot-threshold", defaultSnapshotThreshold, "log entries since the last snapshot that trigger a new one")
 	flags.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	flags.Usage = func() {
-		fmt.Fprint(flags.Output(), "Usage: raftkv serve -id ID -listen HOST:PORT -data DIR (-bootstrap | -join HOST:PORT[,HOST:PORT...]) [flags]\n\nA restarted node needs neither -bootstrap nor -join: its data directory holds its membership.\nIt must come back at the address it advertised, which is how its peers know it.\n\nFlags:\n")
+		fmt.Fprint(flags.Output(), "Usage: raftkv serve -id ID -listen HOST:PORT -data DIR (-bootstrap | -join HOST:PORT[,HOST:PORT...]) [flags]\n\nA restarted node needs neither -bootstrap nor -join: its data directory holds its membership.\nWith -join it asks to join again, which updates its address if it changed and lets a removed\nnode back in; with -bootstrap it resumes, bootstrapping nothing.\n\nExit status: 0 after SIGINT or SIGTERM, 1 on failure (a data directory in use by another\nprocess among them), 2 for a bad command line, 3 when the node was removed from the cluster.\n\nFlags:\n")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
@@ -229,8 +230,15 @@ func runServe(args []string, stderr io.Writer) int {
 		}
 		return 1
 	}
-	received := <-signals
-	n.logger.Info("shutting down", "signal", received.String())
-	n.stop()
-	return 0
+	select {
+	case received := <-signals:
+		n.logger.Info("shutting down", "signal", received.String())
+		n.stop()
+		return 0
+	case reason := <-n.removed:
+		n.logger.Error("removed from the cluster: shutting down", "reason", reason, "exit-status", exitRemoved)
+		n.stop()
+		fmt.Fprintf(stderr, "raftkv serve: removed from the cluster (%s); restart with -join to rejoin\n", reason)
+		return exitRemoved
+	}
 }

@@ -10,11 +10,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 
 	"github.com/rafthttp/rafthttp"
 	"github.com/rafthttp/rafthttp/raftmembership"
@@ -52,6 +56,25 @@ const (
 	// threshold. raft's own default (two to four minutes) would leave the
 	// threshold unchecked for the life of a short-lived node.
 	defaultSnapshotInterval = 5 * time.Second
+
+	// storeLockTimeout bounds the wait for the lock on the data
+	// directory's raft.db, which another process may hold: it is in use,
+	// and waiting longer will not help.
+	storeLockTimeout = 5 * time.Second
+
+	// storeLockPoll is how long one attempt to open raft.db waits for the
+	// lock; between attempts a cancelled start-up gets its say.
+	storeLockPoll = 200 * time.Millisecond
+
+	// removalPoll is how often a node checks that it is still in raft's
+	// configuration, and removalQuiet how long a node missing from it
+	// must also have heard nothing from a leader to count as removed.
+	removalPoll  = 250 * time.Millisecond
+	removalQuiet = 3 * time.Second
+
+	// exitRemoved is raftkv serve's exit status when the node was removed
+	// from the cluster's configuration, by itself or by another member.
+	exitRemoved = 3
 )
 
 // nodeConfig is what one node needs; serve fills it from flags and the
@@ -126,6 +149,14 @@ type node struct {
 	membershipDone chan struct{}
 	// raftDown is closed once raft has shut down; see await.
 	raftDown chan struct{}
+
+	// removed receives, once, why the node is no longer a member of the
+	// cluster; see watchRemoval. stopping ends the watch, and watchDone
+	// is closed when it has ended.
+	removed    chan string
+	stopping   chan struct{}
+	watchDone  chan struct{}
+	wasRemoved atomic.Bool
 }
 
 // advertiseAddr is the address peers reach this node at.
@@ -154,7 +185,8 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 		config.ReadTimeout = readTimeout
 	}
 	n := &node{config: config, logger: config.Logger.With("id", config.ID), fsm: newKVFSM(),
-		serveDone: make(chan struct{}), membershipDone: make(chan struct{}), raftDown: make(chan struct{})}
+		serveDone: make(chan struct{}), membershipDone: make(chan struct{}), raftDown: make(chan struct{}),
+		removed: make(chan string, 1), stopping: make(chan struct{}), watchDone: make(chan struct{})}
 	var cleanups []func()
 	defer func() {
 		if err != nil {
@@ -171,9 +203,10 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 	if err := os.MkdirAll(config.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	n.store, err = raftboltdb.NewBoltStore(filepath.Join(config.DataDir, "raft.db"))
+	n.logger.Debug("opening the data directory", "data", config.DataDir)
+	n.store, err = openStore(ctx, config.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("open raft store: %w", err)
+		return nil, err
 	}
 	cleanups = append(cleanups, func() { n.store.Close() })
 	n.snapshots, err = raft.NewFileSnapshotStoreWithLogger(config.DataDir, 2, n.logger.Named("snapshots"))
@@ -303,9 +336,21 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 	}()
 	cleanups = append(cleanups, func() { n.server.Close(); <-n.serveDone })
 
+	n.logStart()
 	switch {
+	case n.existing && len(config.Join) > 0:
+		// Joins are idempotent: asking again updates an address that
+		// changed since the last start, and lets a removed node back in.
+		if err := n.join(ctx, config.Join); err != nil {
+			var refused *joinRefusedError
+			if ctx.Err() != nil || errors.As(err, &refused) {
+				return nil, err
+			}
+			// The node still has its state and may well be a member:
+			// it serves rather than give up.
+			n.logger.Warn("could not join again; resuming with the stored configuration", "error", err)
+		}
 	case n.existing:
-		n.logger.Info("restarting from existing state", "data", config.DataDir)
 	case config.Bootstrap:
 		err := n.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{
 			{ID: raftConfig.LocalID, Address: raft.ServerAddress(advertise), Suffrage: raft.Voter},
@@ -318,10 +363,106 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 			return nil, err
 		}
 	}
+	go n.watchRemoval()
 	n.logger.Info("serving", "listen", n.listener.Addr(), "advertise", advertise, "tls", serverTLS != nil,
 		"client-certificates", mutualTLS,
 		"token", config.Token != "", "cluster-id", config.ClusterID)
 	return n, nil
+}
+
+// openStore opens the raft store in dataDir. Another process holding it
+// fails the open after storeLockTimeout with an error naming the directory;
+// ctx ending fails it at once.
+func openStore(ctx context.Context, dataDir string) (*raftboltdb.BoltStore, error) {
+	path := filepath.Join(dataDir, "raft.db")
+	options := *bbolt.DefaultOptions
+	// bbolt waits for the file lock forever by default.
+	options.Timeout = storeLockPoll
+	deadline := time.Now().Add(storeLockTimeout)
+	for {
+		store, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &options})
+		switch {
+		case err == nil:
+			return store, nil
+		case !errors.Is(err, bbolt.ErrTimeout):
+			return nil, fmt.Errorf("open raft store %s: %w", path, err)
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("open raft store %s: %w", path, ctx.Err())
+		case time.Now().After(deadline):
+			return nil, fmt.Errorf("data directory %s is in use by another process: %s stayed locked for %v", dataDir, path, storeLockTimeout)
+		}
+	}
+}
+
+// logStart says in one line what the node found in its data directory and
+// what it does with it.
+func (n *node) logStart() {
+	found, action := "new", ""
+	if n.existing {
+		found = "existing"
+	}
+	join := strings.Join(n.config.Join, ",")
+	switch {
+	case n.existing && len(n.config.Join) > 0:
+		action = "resuming, and asking to join again via " + join
+	case n.existing && n.config.Bootstrap:
+		action = "resuming (not bootstrapping: the data directory holds a cluster already)"
+	case n.existing:
+		action = "resuming"
+	case n.config.Bootstrap:
+		action = "bootstrapping a new cluster"
+	default:
+		action = "joining via " + join
+	}
+	n.logger.Info("starting", "data", n.config.DataDir, "found", found,
+		"last-index", n.raft.LastIndex(), "term", n.raft.Stats()["term"], "action", action)
+}
+
+// watchRemoval tells n.removed why, once this node is no longer a member
+// of the cluster: raft has shut down (a leader that removes itself does),
+// or raft's configuration does not list this node and no leader has been
+// in touch for removalQuiet. The quiet period tells a removed node, which
+// the leader no longer contacts, from one the leader is adding or bringing
+// up to date, which replays older configurations without itself: a new
+// joiner, or a removed node rejoining. Polling sees every state that
+// lasts: a node can be added and removed between two polls.
+func (n *node) watchRemoval() {
+	defer close(n.watchDone)
+	id := raft.ServerID(n.config.ID)
+	started := time.Now()
+	ticker := time.NewTicker(removalPoll)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-n.stopping:
+			return
+		case <-ticker.C:
+		}
+		reason := ""
+		if n.raft.State() == raft.Shutdown {
+			reason = "raft has shut down: the node removed itself from the cluster"
+		} else {
+			future := n.raft.GetConfiguration()
+			if future.Error() != nil {
+				continue // raft is shutting down: the next round says so.
+			}
+			servers := future.Configuration().Servers
+			listed := slices.ContainsFunc(servers, func(s raft.Server) bool { return s.ID == id })
+			heard := n.raft.LastContact()
+			if heard.Before(started) {
+				heard = started
+			}
+			quiet := time.Since(heard)
+			if !listed && len(servers) > 0 && quiet > removalQuiet {
+				reason = "the cluster's configuration no longer lists this node"
+			}
+		}
+		if reason != "" {
+			n.wasRemoved.Store(true)
+			n.removed <- reason
+			return
+		}
+	}
 }
 
 // join asks the members in turn to add this node until one succeeds. A
@@ -427,7 +568,9 @@ func joinRefusal(member string, err error) error {
 // stop shuts the node down: leave first if asked, then raft, the transport
 // (with the Layer and its Handler), and the HTTP server.
 func (n *node) stop() {
-	if n.config.LeaveOnShutdown {
+	close(n.stopping)
+	<-n.watchDone
+	if n.config.LeaveOnShutdown && !n.wasRemoved.Load() {
 		// Sent to this node itself: it redirects to the leader, or hands
 		// leadership over first if it is the leader.
 		err := n.layer.Leave(raft.ServerID(n.config.ID), raft.ServerAddress(n.layer.Addr().String()), 30*time.Second)

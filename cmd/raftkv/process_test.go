@@ -198,6 +198,13 @@ func (c *cluster) restart(p *process) *process {
 // exit code 0; on failure it logs the process's output. extra comes after
 // the cluster's flags, so it can override them.
 func (c *cluster) start(p *process, extra ...string) {
+	c.t.Helper()
+	c.launch(p, extra...)
+	p.addr = p.output.Await(c.t, listening, p.exited)
+}
+
+// launch is start without the wait for the address.
+func (c *cluster) launch(p *process, extra ...string) {
 	t := c.t
 	t.Helper()
 	args := []string{"serve", "-id", p.id, "-listen", p.listen, "-data", p.dataDir}
@@ -233,7 +240,6 @@ func (c *cluster) start(p *process, extra ...string) {
 			t.Logf("output of %s (%s):\n%s", p.name(), strings.Join(args, " "), p.output)
 		}
 	})
-	p.addr = p.output.Await(t, listening, p.exited)
 }
 
 func (p *process) name() string {
