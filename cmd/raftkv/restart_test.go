@@ -275,3 +275,30 @@ func TestServeStartLogLine(t *testing.T) {
 	c.waitStable([]*process{node}, "solo")
 	assert.Regexp(t, `raftkv: starting: .*found=existing .*action=resuming`, node.output.String())
 }
+
+// TestServeRemovedWhileDown removes a follower while it is down and
+// restarts it without -join: its own configuration still lists it, and no
+// leader will ever tell it otherwise, so it asks the leader, learns it was
+// removed, and exits with exitRemoved instead of campaigning forever.
+func TestServeRemovedWhileDown(t *testing.T) {
+	c := newCluster(t, nil)
+	c.restartable = true
+	nodes, leader := c.startThree()
+	gone := follower(nodes, leader)
+	gone.stop(syscall.SIGTERM)
+	c.remove(leader, gone.id)
+	var others []*process
+	for _, p := range nodes {
+		if p != gone {
+			others = append(others, p)
+		}
+	}
+	c.waitStable(others, names(others)...)
+	// At a new address, so that nothing the leader may still send to the
+	// old one reaches it: only the leader's answer can tell it.
+	back := c.restartWith(gone, clustertest.ReservedAddr(t))
+	code := back.waitExit(processWait)
+	assert.Equal(t, exitRemoved, code, "exit status of a node removed while it was down")
+	assert.Contains(t, back.output.String(), "the leader's configuration no longer lists this node")
+	c.waitStable(others, names(others)...)
+}
