@@ -473,7 +473,8 @@ func (n *node) watchRemoval() {
 			if heard.Before(started) {
 				heard = started
 			}
-			quiet := time.Since(heard) > removalQuiet
+			// A leader hears from no leader, and needs no word from one.
+			quiet := time.Since(heard) > removalQuiet && n.raft.State() != raft.Leader
 			switch {
 			case !quiet || len(servers) == 0:
 			case !listed:
