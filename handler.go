@@ -3,6 +3,7 @@ package rafthttp
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -59,7 +60,7 @@ type HandlerConfig struct {
 	// "rafthttp" at the default level.
 	Logger hclog.Logger
 
-	// Timeout bounds how long a join or leave request waits for
+	// Timeout bounds how long a join, leave or membership request waits for
 	// raftmembership.HandleChangeRequests to take it and answer, how long
 	// an upgrade waits for room in the backlog, and how long it waits for
 	// the early data its request announces (see
@@ -102,8 +103,9 @@ type HandlerConfig struct {
 	// DefaultMaxPendingUpgrades.
 	MaxPendingUpgrades int
 
-	// MaxPendingChanges bounds the join and leave requests that may wait
-	// at once for the consumer of Requests and its answer; past it, they
+	// MaxPendingChanges bounds the join, leave and membership requests
+	// that may wait at once for the consumer of Requests and its answer;
+	// past it, they
 	// are refused with 503 at once, and the client retries. Zero means
 	// DefaultMaxPendingChanges.
 	MaxPendingChanges int
@@ -114,9 +116,13 @@ type HandlerConfig struct {
 //
 //   - GET with "Upgrade: raft" switches the connection to raw raft traffic,
 //     which the Layer hands to raft through Accept;
+//   - GET without an Upgrade header answers this node's view of the
+//     membership as JSON (see [Membership]);
 //   - POST ?id=ID&address=ADDR asks for ID to join the cluster (add
 //     &voter=false for a non-voter), DELETE ?id=ID asks for it to leave.
-//     Both are passed on through [Handler.Requests].
+//
+// Joins, leaves and membership views are passed on through
+// [Handler.Requests].
 //
 // Everything a peer can make the Handler hold is bounded: see
 // [HandlerConfig]. The http.Server it is mounted on bounds the rest
@@ -221,8 +227,9 @@ func (h *Handler) currentTimeout() time.Duration {
 	return time.Duration(h.timeout.Load())
 }
 
-// Requests returns the channel on which join and leave requests arrive. Pass
-// it to raftmembership.HandleChangeRequests. It is closed by
+// Requests returns the channel on which join, leave and membership
+// requests (raftmembership.MembersRequest) arrive. Pass it to
+// raftmembership.HandleChangeRequests, which answers all three. It is closed by
 // [Handler.Close], which makes HandleChangeRequests return.
 func (h *Handler) Requests() <-chan *raftmembership.ChangeRequest {
 	return h.requests
@@ -258,8 +265,9 @@ func (h *Handler) Close() {
 	}
 }
 
-// ServeHTTP answers raft upgrades (GET), joins (POST) and leaves (DELETE),
-// once Authorize and the cluster ID check let the request through.
+// ServeHTTP answers raft upgrades (GET with Upgrade), membership views
+// (GET without Upgrade), joins (POST) and leaves (DELETE), once Authorize
+// and the cluster ID check let the request through.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.authorize != nil {
 		if err := h.authorize(r); err != nil {
@@ -282,6 +290,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet:
+		if _, upgrade := r.Header["Upgrade"]; !upgrade {
+			h.serveMembers(w, r)
+			return
+		}
 		h.serveUpgrade(w, r)
 	case http.MethodPost:
 		h.serveMembership(w, r, raftmembership.JoinRequest)
@@ -612,6 +624,45 @@ func (h *Handler) serveMembership(w http.ResponseWriter, r *http.Request, kind r
 		status = http.StatusServiceUnavailable
 	}
 	h.refuse(w, r, status, fmt.Sprintf("rafthttp: %s %s: %v", request.Kind(), request.ID(), err))
+}
+
+// serveMembers answers a GET without Upgrade with the membership view the
+// consumer of Requests gives, as JSON. It waits as a join or leave does,
+// under the same bound and timeout.
+func (h *Handler) serveMembers(w http.ResponseWriter, r *http.Request) {
+	select {
+	case h.pendingChanges <- struct{}{}:
+		defer func() { <-h.pendingChanges }()
+	default:
+		h.refuse(w, r, http.StatusServiceUnavailable, fmt.Sprintf("rafthttp: %d membership requests already waiting", cap(h.pendingChanges)))
+		return
+	}
+	request := raftmembership.NewMembersRequest()
+	err := h.submit(r.Context(), request)
+	membership := request.Members()
+	if err == nil && membership == nil {
+		// A consumer of Requests other than HandleChangeRequests, written
+		// before membership requests existed, that answers any request.
+		err = errors.New("the consumer of Requests answered without a membership view: it does not handle raftmembership.MembersRequest")
+	}
+	if err != nil {
+		status := http.StatusInternalServerError
+		if retryable(err) {
+			status = http.StatusServiceUnavailable
+		}
+		h.refuse(w, r, status, fmt.Sprintf("rafthttp: %s: %v", request.Kind(), err))
+		return
+	}
+	body, err := json.Marshal(membership)
+	if err != nil {
+		h.refuse(w, r, http.StatusInternalServerError, fmt.Sprintf("rafthttp: %s: %v", request.Kind(), err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	// A view of this moment: caches and proxies must not keep it.
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	w.Write(append(body, '\n'))
 }
 
 // parseChangeRequest reads the query of a join or leave request. It parses
