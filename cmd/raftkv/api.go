@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/rafthttp/rafthttp/raftmembership"
 )
 
 // maxKeyLength bounds a key, in bytes.
@@ -216,6 +218,8 @@ func (a *api) raftError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // statusJSON is the body of GET /status. Its keys are part of the API.
+// Leader and Servers are the Handler's membership view (GET /raft), read
+// by the same function, raftmembership.ReadMembership.
 type statusJSON struct {
 	ID           string       `json:"id"`
 	State        string       `json:"state"`
@@ -225,6 +229,8 @@ type statusJSON struct {
 	Servers      []serverJSON `json:"servers"`
 }
 
+// leaderJSON and serverJSON are raftmembership.Leader and Server, with
+// plain strings for the fields the code here compares with strings.
 type leaderJSON struct {
 	ID      string `json:"id"`
 	Address string `json:"address"`
@@ -248,8 +254,8 @@ func (a *api) status(w http.ResponseWriter, _ *http.Request) {
 
 // status reports the node's view of the cluster.
 func (n *node) status() (statusJSON, error) {
-	future := n.raft.GetConfiguration()
-	if err := future.Error(); err != nil {
+	membership, err := raftmembership.ReadMembership(n.raft)
+	if err != nil {
 		return statusJSON{}, err
 	}
 	term, _ := strconv.ParseUint(n.raft.Stats()["term"], 10, 64)
@@ -258,14 +264,14 @@ func (n *node) status() (statusJSON, error) {
 		State:        n.raft.State().String(),
 		Term:         term,
 		AppliedIndex: n.raft.AppliedIndex(),
-		Servers:      []serverJSON{},
+		Servers:      make([]serverJSON, 0, len(membership.Servers)),
 	}
-	if address, id := n.leader(); address != "" {
-		status.Leader = &leaderJSON{ID: id, Address: address}
+	if leader := membership.Leader; leader != nil {
+		status.Leader = &leaderJSON{ID: string(leader.ID), Address: string(leader.Address)}
 	}
-	for _, server := range future.Configuration().Servers {
+	for _, server := range membership.Servers {
 		status.Servers = append(status.Servers, serverJSON{
-			ID: string(server.ID), Address: string(server.Address), Suffrage: server.Suffrage.String(),
+			ID: string(server.ID), Address: string(server.Address), Suffrage: server.Suffrage,
 		})
 	}
 	return status, nil
