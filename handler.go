@@ -658,6 +658,8 @@ func (h *Handler) serveMembers(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusInternalServerError, fmt.Sprintf("rafthttp: %s: %v", request.Kind(), err))
 		return
 	}
+	h.logger.Debug("served membership view", "servers", len(membership.Servers),
+		"remote-address", r.RemoteAddr, "path", r.URL.Path, "status", http.StatusOK)
 	w.Header().Set("Content-Type", "application/json")
 	// A view of this moment: caches and proxies must not keep it.
 	w.Header().Set("Cache-Control", "no-store")
