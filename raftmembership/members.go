@@ -44,8 +44,8 @@ type Server struct {
 
 // ReadMembership returns r's view of the cluster: raft's latest
 // configuration and the leader it knows of. It works on every node, leader
-// or not. It fails only when raft cannot read its configuration, as after
-// Shutdown.
+// or not, and even after Shutdown, when raft still has the configuration
+// it last knew. It fails only when raft cannot read its configuration.
 func ReadMembership(r *raft.Raft) (*Membership, error) {
 	future := r.GetConfiguration()
 	if err := future.Error(); err != nil {
