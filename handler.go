@@ -38,8 +38,8 @@ const (
 	// [HandlerConfig.MaxPendingUpgrades] is zero.
 	DefaultMaxPendingUpgrades = 128
 
-	// DefaultMaxPendingChanges is how many join and leave requests may
-	// wait at once for their answer when [HandlerConfig.MaxPendingChanges]
+	// DefaultMaxPendingChanges is how many join, leave and membership
+	// requests may wait at once for their answer when [HandlerConfig.MaxPendingChanges]
 	// is zero. Changes are applied one at a time.
 	DefaultMaxPendingChanges = 16
 
@@ -74,7 +74,8 @@ type HandlerConfig struct {
 	Backlog int
 
 	// Authorize, if set, sees every request the Handler serves before
-	// anything else happens: upgrades, joins, leaves and any other. A
+	// anything else happens: upgrades, joins, leaves, membership views and
+	// any other. A
 	// non-nil error refuses the request with 403 Forbidden, or 401
 	// Unauthorized when errors.Is(err, ErrUnauthorized): no connection is
 	// taken over, no early data read, nothing reaches Requests or Accept.
