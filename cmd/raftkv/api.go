@@ -44,6 +44,10 @@ func (a *api) register(mux *http.ServeMux) {
 		}
 	})
 	mux.HandleFunc("GET /status", a.status)
+	// The sink is installed now, before raft's first RPC, so that
+	// /metrics counts from the start.
+	processMetrics()
+	mux.HandleFunc("GET /metrics", serveMetrics)
 }
 
 // checkKey returns why key is not acceptable, or "".
