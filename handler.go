@@ -276,6 +276,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if errors.Is(err, ErrUnauthorized) {
 				status = http.StatusUnauthorized
 			}
+			countRefused("authorize")
 			h.logger.Info("refused request: not authorized", "method", r.Method, "path", r.URL.Path,
 				"remote-address", r.RemoteAddr, "status", status, "error", err)
 			h.refuse(w, r, status, "rafthttp: "+strings.ToLower(http.StatusText(status)))
@@ -283,6 +284,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if reason := checkClusterID(r, h.clusterID); reason != "" {
+		countRefused("cluster_id")
 		h.logger.Info("refused request: cluster ID mismatch", "method", r.Method, "path", r.URL.Path,
 			"remote-address", r.RemoteAddr, "cluster-id", h.clusterID, "request-cluster-id", r.Header.Values(clusterIDHeader))
 		w.Header().Set(clusterIDHeader, h.clusterID)
@@ -308,6 +310,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // refuse answers with a plain-text error and logs why.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, reason string) {
+	countAnswer(r, status)
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", retryAfterSeconds)
 	}
@@ -331,6 +334,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, rea
 // writes the same plain-text answer by hand and closes the connection.
 func (h *Handler) refuseHijacked(conn net.Conn, r *http.Request, status int, reason string) {
 	defer conn.Close()
+	countAnswer(r, status)
 	h.logRefusal(r, status, reason)
 	head := "HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n" +
 		"Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n"
@@ -408,6 +412,7 @@ func (h *Handler) admitUpgrade() (int, string) {
 			return http.StatusServiceUnavailable, fmt.Sprintf("rafthttp: %d raft connections already open", h.maxConns)
 		}
 		if h.open.CompareAndSwap(open, open+1) {
+			addOpenConns(1)
 			return 0, ""
 		}
 	}
@@ -424,7 +429,10 @@ func (h *Handler) finishUpgrade(delivered bool) {
 
 // connClosed tells the Handler that an upgraded connection it counted is
 // closed.
-func (h *Handler) connClosed() { h.open.Add(-1) }
+func (h *Handler) connClosed() {
+	h.open.Add(-1)
+	addOpenConns(-1)
+}
 
 // serveEarlyData serves an upgrade whose body holds early data. The body is
 // read before a backlog slot is taken, so that a peer that never sends it
@@ -528,6 +536,7 @@ func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader, r *http
 		h.logger.Warn("upgrade failed after hijacking", "remote-address", r.RemoteAddr, "path", r.URL.Path, "error", fmt.Errorf("write 101: %w", err))
 		return false
 	}
+	countAnswer(r, http.StatusSwitchingProtocols)
 	// A peer may also send raft bytes right behind its request without
 	// waiting for the 101; net/http may already have read them.
 	if n := buffered.Buffered(); n > 0 {
@@ -600,6 +609,7 @@ func (h *Handler) serveMembership(w http.ResponseWriter, r *http.Request, kind r
 	if err == nil {
 		h.logger.Info("membership change done", "kind", request.Kind(), "id", request.ID(), "address", request.Address(),
 			"remote-address", r.RemoteAddr, "path", r.URL.Path, "status", http.StatusOK)
+		countAnswer(r, http.StatusOK)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -608,6 +618,7 @@ func (h *Handler) serveMembership(w http.ResponseWriter, r *http.Request, kind r
 		location := leaderURL(r, different.Leader())
 		h.logger.Debug("redirecting membership request to the leader", "kind", request.Kind(), "id", request.ID(), "leader", different.Leader(),
 			"remote-address", r.RemoteAddr, "path", r.URL.Path, "status", http.StatusTemporaryRedirect)
+		countAnswer(r, http.StatusTemporaryRedirect)
 		http.Redirect(w, r, location, http.StatusTemporaryRedirect)
 		return
 	}

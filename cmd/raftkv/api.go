@@ -46,6 +46,10 @@ func (a *api) register(mux *http.ServeMux) {
 		}
 	})
 	mux.HandleFunc("GET /status", a.status)
+	// The sink is installed now, before raft's first RPC, so that
+	// /metrics counts from the start.
+	processMetrics()
+	mux.HandleFunc("GET /metrics", serveMetrics)
 }
 
 // checkKey returns why key is not acceptable, or "".
@@ -76,15 +80,12 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "raftkv: "+reason, http.StatusBadRequest)
 		return
 	}
-	consistent := false
-	if value := r.URL.Query().Get("consistent"); value != "" {
-		var err error
-		if consistent, err = strconv.ParseBool(value); err != nil {
-			http.Error(w, "raftkv: consistent must be true or false", http.StatusBadRequest)
-			return
-		}
+	mode, reason := parseReadMode(r)
+	if reason != "" {
+		http.Error(w, "raftkv: "+reason, http.StatusBadRequest)
+		return
 	}
-	if consistent {
+	if mode.consistent {
 		// A linearizable read: only the leader can answer, once it has
 		// confirmed it still leads and applied everything committed
 		// before now. See consistentReads: nothing is written.
@@ -97,6 +98,18 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			a.raftError(w, r, err)
 			return
+		}
+	} else {
+		// A local read says how stale it may be, whatever its answer: a
+		// 404 from a node cut off from its leader is as stale as a value.
+		stale := a.node.staleness()
+		stale.setHeaders(w.Header())
+		if mode.maxStale > 0 {
+			if reason := stale.within(mode.maxStale); reason != "" {
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, "raftkv: "+reason, http.StatusServiceUnavailable)
+				return
+			}
 		}
 	}
 	value, ok := a.node.fsm.Get(key)
