@@ -675,6 +675,7 @@ func (h *Handler) serveMembers(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	// A view of this moment: caches and proxies must not keep it.
 	w.Header().Set("Cache-Control", "no-store")
+	countAnswer(r, http.StatusOK)
 	w.WriteHeader(http.StatusOK)
 	w.Write(append(body, '\n'))
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rafthttp/rafthttp"
 	"github.com/rafthttp/rafthttp/internal/clustertest"
+	"github.com/rafthttp/rafthttp/raftmembership"
 )
 
 // metricsSink makes an in-memory sink the global one, as an application
@@ -143,16 +144,24 @@ func TestMetrics(t *testing.T) {
 	assert.Equal(t, 1, counter(sink, "rafthttp.upgrade", "status=401"))
 	assert.Equal(t, 1, counter(sink, "rafthttp.upgrade", "status=412"))
 
-	// A join and a leave, answered by a consumer of Requests.
+	// A join, a leave and a membership view, answered by a consumer of
+	// Requests.
 	go func() {
 		for request := range handler.Requests() {
+			if request.Kind() == raftmembership.MembersRequest {
+				request.DoneMembers(&raftmembership.Membership{Servers: []raftmembership.Server{}})
+				continue
+			}
 			request.Done(nil)
 		}
 	}()
 	require.NoError(t, layer.Join("node9", raft.ServerAddress(addr), testWait))
 	require.NoError(t, layer.Leave("node9", raft.ServerAddress(addr), testWait))
+	_, err = layer.Members(t.Context(), raft.ServerAddress(addr))
+	require.NoError(t, err)
 	assert.Equal(t, 1, counter(sink, "rafthttp.membership", "status=200", "kind=join"))
 	assert.Equal(t, 1, counter(sink, "rafthttp.membership", "status=200", "kind=leave"))
+	assert.Equal(t, 1, counter(sink, "rafthttp.membership", "status=200", "kind=members"))
 
 	// A dial that cannot connect.
 	_, err = layer.Dial(raft.ServerAddress(clustertest.RefusingAddr(t)), testWait)
