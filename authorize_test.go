@@ -170,8 +170,8 @@ func TestAuthorizeRefusesFirst(t *testing.T) {
 					// Handler never took over: it serves the next request
 					// on it.
 					require.False(t, response.close, "the refusal ends the connection")
-					write(t, conn, requestHead(http.MethodGet, raftPath, server.addr(), server.clientHeaders...))
-					assert.Equal(t, http.StatusUpgradeRequired, readResponse(t, reader, http.MethodGet).status)
+					write(t, conn, requestHead(http.MethodPut, raftPath, server.addr(), append(server.clientHeaders, "Content-Length: 0")...))
+					assert.Equal(t, http.StatusMethodNotAllowed, readResponse(t, reader, http.MethodPut).status)
 				}
 
 				// Nothing was queued, taken or applied.

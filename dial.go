@@ -134,7 +134,10 @@ type upgrader struct {
 // connected, and the connection upgrades itself on first use (see
 // lazyConn), still under the deadline. Otherwise it waits for the 101 and
 // records in u.peers what the 101 said about early data.
-func (u *upgrader) dialUpgrade(ctx context.Context, deadline time.Time, addr string) (net.Conn, error) {
+func (u *upgrader) dialUpgrade(ctx context.Context, deadline time.Time, addr string) (_ net.Conn, err error) {
+	start := time.Now()
+	early := false
+	defer func() { countDial(start, early, err) }()
 	if err := validHost(addr); err != nil {
 		return nil, &UpgradeError{Addr: addr, Step: StepDial, Err: err}
 	}
@@ -145,13 +148,14 @@ func (u *upgrader) dialUpgrade(ctx context.Context, deadline time.Time, addr str
 	if err != nil {
 		return nil, &UpgradeError{Addr: addr, Step: StepDial, Err: contextCause(ctx, deadline, err)}
 	}
-	if early := u.peers.earlyData(addr); early > 0 {
+	if room := u.peers.earlyData(addr); room > 0 {
+		early = true
 		// A zero deadline clears any the Dial may have left.
 		if err := conn.SetDeadline(deadline); err != nil {
 			conn.Close()
 			return nil, &UpgradeError{Addr: addr, Step: StepDial, Err: err}
 		}
-		return newLazyConn(conn, u, addr, early, deadline), nil
+		return newLazyConn(conn, u, addr, room, deadline), nil
 	}
 	announce := -1
 	if u.peers != nil {

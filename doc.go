@@ -17,7 +17,10 @@
 // DELETE <path>?id=ID. The Handler passes them to
 // raftmembership.HandleChangeRequests, which applies them on the leader; a
 // follower redirects the caller to the leader, and a node that knows of no
-// leader answers 503 so the caller retries.
+// leader answers 503 so the caller retries. A GET <path> without an Upgrade
+// header asks for the node's view of the membership, answered as JSON by
+// HandleChangeRequests on any node ([Membership]); [Layer.Members] is its
+// client, and [ExampleLayer_Members] runs it.
 //
 // # Usage
 //

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -189,6 +190,11 @@ func startFuzzServer(tb testing.TB) *fuzzServer {
 				if !ok {
 					return
 				}
+				if request.Kind() == raftmembership.MembersRequest {
+					// A view changes nothing: it is no change to check.
+					request.DoneMembers(&raftmembership.Membership{Servers: []raftmembership.Server{}})
+					continue
+				}
 				s.mu.Lock()
 				s.changes = append(s.changes, fuzzChange{request.Kind(), request.ID(), request.Address()})
 				s.mu.Unlock()
@@ -343,7 +349,9 @@ func handlerRefusal(status int, body []byte) bool {
 //     a request that is not valid: an upgrade, or a join or leave whose
 //     query is not, as checked by membershipChange;
 //   - a join or leave answered 200 is valid, and every change that
-//     reaches Requests is one of the valid ones the input sent;
+//     reaches Requests is one of the valid ones the input sent; a GET
+//     answered 200 had no Upgrade header and gets the membership view,
+//     JSON;
 //   - the server answers or closes within testWait, and net/http logs
 //     nothing.
 func FuzzHandlerRequest(f *testing.F) {
@@ -417,6 +425,11 @@ func (s *fuzzServer) serveRaw(t *testing.T, input []byte) {
 			s.checkUpgraded(t, conn, answers, request, response, append(body, unread...))
 			s.checkChanges(t, valid, answeredOK)
 			return
+		case response.StatusCode == http.StatusOK && request.Method == http.MethodGet:
+			// The membership view: only for a GET with no Upgrade header.
+			_, upgrade := request.Header["Upgrade"]
+			require.False(t, upgrade, "200 to a GET with an Upgrade header: %q", input)
+			require.True(t, json.Valid(answerBody), "a membership view that is not JSON: %q", answerBody)
 		case response.StatusCode == http.StatusOK:
 			require.Empty(t, changeProblem, "200 to an invalid %s request: %q", request.Method, input)
 			answeredOK++

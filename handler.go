@@ -3,6 +3,7 @@ package rafthttp
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -37,8 +38,8 @@ const (
 	// [HandlerConfig.MaxPendingUpgrades] is zero.
 	DefaultMaxPendingUpgrades = 128
 
-	// DefaultMaxPendingChanges is how many join and leave requests may
-	// wait at once for their answer when [HandlerConfig.MaxPendingChanges]
+	// DefaultMaxPendingChanges is how many join, leave and membership
+	// requests may wait at once for their answer when [HandlerConfig.MaxPendingChanges]
 	// is zero. Changes are applied one at a time.
 	DefaultMaxPendingChanges = 16
 
@@ -59,7 +60,7 @@ type HandlerConfig struct {
 	// "rafthttp" at the default level.
 	Logger hclog.Logger
 
-	// Timeout bounds how long a join or leave request waits for
+	// Timeout bounds how long a join, leave or membership request waits for
 	// raftmembership.HandleChangeRequests to take it and answer, how long
 	// an upgrade waits for room in the backlog, and how long it waits for
 	// the early data its request announces (see
@@ -73,7 +74,8 @@ type HandlerConfig struct {
 	Backlog int
 
 	// Authorize, if set, sees every request the Handler serves before
-	// anything else happens: upgrades, joins, leaves and any other. A
+	// anything else happens: upgrades, joins, leaves, membership views and
+	// any other. A
 	// non-nil error refuses the request with 403 Forbidden, or 401
 	// Unauthorized when errors.Is(err, ErrUnauthorized): no connection is
 	// taken over, no early data read, nothing reaches Requests or Accept.
@@ -102,8 +104,9 @@ type HandlerConfig struct {
 	// DefaultMaxPendingUpgrades.
 	MaxPendingUpgrades int
 
-	// MaxPendingChanges bounds the join and leave requests that may wait
-	// at once for the consumer of Requests and its answer; past it, they
+	// MaxPendingChanges bounds the join, leave and membership requests
+	// that may wait at once for the consumer of Requests and its answer;
+	// past it, they
 	// are refused with 503 at once, and the client retries. Zero means
 	// DefaultMaxPendingChanges.
 	MaxPendingChanges int
@@ -114,9 +117,13 @@ type HandlerConfig struct {
 //
 //   - GET with "Upgrade: raft" switches the connection to raw raft traffic,
 //     which the Layer hands to raft through Accept;
+//   - GET without an Upgrade header answers this node's view of the
+//     membership as JSON (see [Membership]);
 //   - POST ?id=ID&address=ADDR asks for ID to join the cluster (add
 //     &voter=false for a non-voter), DELETE ?id=ID asks for it to leave.
-//     Both are passed on through [Handler.Requests].
+//
+// Joins, leaves and membership views are passed on through
+// [Handler.Requests].
 //
 // Everything a peer can make the Handler hold is bounded: see
 // [HandlerConfig]. The http.Server it is mounted on bounds the rest
@@ -221,8 +228,9 @@ func (h *Handler) currentTimeout() time.Duration {
 	return time.Duration(h.timeout.Load())
 }
 
-// Requests returns the channel on which join and leave requests arrive. Pass
-// it to raftmembership.HandleChangeRequests. It is closed by
+// Requests returns the channel on which join, leave and membership
+// requests (raftmembership.MembersRequest) arrive. Pass it to
+// raftmembership.HandleChangeRequests, which answers all three. It is closed by
 // [Handler.Close], which makes HandleChangeRequests return.
 func (h *Handler) Requests() <-chan *raftmembership.ChangeRequest {
 	return h.requests
@@ -258,8 +266,9 @@ func (h *Handler) Close() {
 	}
 }
 
-// ServeHTTP answers raft upgrades (GET), joins (POST) and leaves (DELETE),
-// once Authorize and the cluster ID check let the request through.
+// ServeHTTP answers raft upgrades (GET with Upgrade), membership views
+// (GET without Upgrade), joins (POST) and leaves (DELETE), once Authorize
+// and the cluster ID check let the request through.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.authorize != nil {
 		if err := h.authorize(r); err != nil {
@@ -267,6 +276,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if errors.Is(err, ErrUnauthorized) {
 				status = http.StatusUnauthorized
 			}
+			countRefused("authorize")
 			h.logger.Info("refused request: not authorized", "method", r.Method, "path", r.URL.Path,
 				"remote-address", r.RemoteAddr, "status", status, "error", err)
 			h.refuse(w, r, status, "rafthttp: "+strings.ToLower(http.StatusText(status)))
@@ -274,6 +284,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if reason := checkClusterID(r, h.clusterID); reason != "" {
+		countRefused("cluster_id")
 		h.logger.Info("refused request: cluster ID mismatch", "method", r.Method, "path", r.URL.Path,
 			"remote-address", r.RemoteAddr, "cluster-id", h.clusterID, "request-cluster-id", r.Header.Values(clusterIDHeader))
 		w.Header().Set(clusterIDHeader, h.clusterID)
@@ -282,6 +293,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet:
+		if _, upgrade := r.Header["Upgrade"]; !upgrade {
+			h.serveMembers(w, r)
+			return
+		}
 		h.serveUpgrade(w, r)
 	case http.MethodPost:
 		h.serveMembership(w, r, raftmembership.JoinRequest)
@@ -295,6 +310,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // refuse answers with a plain-text error and logs why.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, reason string) {
+	countAnswer(r, status)
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", retryAfterSeconds)
 	}
@@ -318,6 +334,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, rea
 // writes the same plain-text answer by hand and closes the connection.
 func (h *Handler) refuseHijacked(conn net.Conn, r *http.Request, status int, reason string) {
 	defer conn.Close()
+	countAnswer(r, status)
 	h.logRefusal(r, status, reason)
 	head := "HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n" +
 		"Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n"
@@ -395,6 +412,7 @@ func (h *Handler) admitUpgrade() (int, string) {
 			return http.StatusServiceUnavailable, fmt.Sprintf("rafthttp: %d raft connections already open", h.maxConns)
 		}
 		if h.open.CompareAndSwap(open, open+1) {
+			addOpenConns(1)
 			return 0, ""
 		}
 	}
@@ -411,7 +429,10 @@ func (h *Handler) finishUpgrade(delivered bool) {
 
 // connClosed tells the Handler that an upgraded connection it counted is
 // closed.
-func (h *Handler) connClosed() { h.open.Add(-1) }
+func (h *Handler) connClosed() {
+	h.open.Add(-1)
+	addOpenConns(-1)
+}
 
 // serveEarlyData serves an upgrade whose body holds early data. The body is
 // read before a backlog slot is taken, so that a peer that never sends it
@@ -515,6 +536,7 @@ func (h *Handler) switchProtocols(conn net.Conn, buffered *bufio.Reader, r *http
 		h.logger.Warn("upgrade failed after hijacking", "remote-address", r.RemoteAddr, "path", r.URL.Path, "error", fmt.Errorf("write 101: %w", err))
 		return false
 	}
+	countAnswer(r, http.StatusSwitchingProtocols)
 	// A peer may also send raft bytes right behind its request without
 	// waiting for the 101; net/http may already have read them.
 	if n := buffered.Buffered(); n > 0 {
@@ -587,6 +609,7 @@ func (h *Handler) serveMembership(w http.ResponseWriter, r *http.Request, kind r
 	if err == nil {
 		h.logger.Info("membership change done", "kind", request.Kind(), "id", request.ID(), "address", request.Address(),
 			"remote-address", r.RemoteAddr, "path", r.URL.Path, "status", http.StatusOK)
+		countAnswer(r, http.StatusOK)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -595,6 +618,7 @@ func (h *Handler) serveMembership(w http.ResponseWriter, r *http.Request, kind r
 		location := leaderURL(r, different.Leader())
 		h.logger.Debug("redirecting membership request to the leader", "kind", request.Kind(), "id", request.ID(), "leader", different.Leader(),
 			"remote-address", r.RemoteAddr, "path", r.URL.Path, "status", http.StatusTemporaryRedirect)
+		countAnswer(r, http.StatusTemporaryRedirect)
 		http.Redirect(w, r, location, http.StatusTemporaryRedirect)
 		return
 	}
@@ -612,6 +636,48 @@ func (h *Handler) serveMembership(w http.ResponseWriter, r *http.Request, kind r
 		status = http.StatusServiceUnavailable
 	}
 	h.refuse(w, r, status, fmt.Sprintf("rafthttp: %s %s: %v", request.Kind(), request.ID(), err))
+}
+
+// serveMembers answers a GET without Upgrade with the membership view the
+// consumer of Requests gives, as JSON. It waits as a join or leave does,
+// under the same bound and timeout.
+func (h *Handler) serveMembers(w http.ResponseWriter, r *http.Request) {
+	select {
+	case h.pendingChanges <- struct{}{}:
+		defer func() { <-h.pendingChanges }()
+	default:
+		h.refuse(w, r, http.StatusServiceUnavailable, fmt.Sprintf("rafthttp: %d membership requests already waiting", cap(h.pendingChanges)))
+		return
+	}
+	request := raftmembership.NewMembersRequest()
+	err := h.submit(r.Context(), request)
+	membership := request.Members()
+	if err == nil && membership == nil {
+		// A consumer of Requests other than HandleChangeRequests, written
+		// before membership requests existed, that answers any request.
+		err = errors.New("the consumer of Requests answered without a membership view: it does not handle raftmembership.MembersRequest")
+	}
+	if err != nil {
+		status := http.StatusInternalServerError
+		if retryable(err) {
+			status = http.StatusServiceUnavailable
+		}
+		h.refuse(w, r, status, fmt.Sprintf("rafthttp: %s: %v", request.Kind(), err))
+		return
+	}
+	body, err := json.Marshal(membership)
+	if err != nil {
+		h.refuse(w, r, http.StatusInternalServerError, fmt.Sprintf("rafthttp: %s: %v", request.Kind(), err))
+		return
+	}
+	h.logger.Debug("served membership view", "servers", len(membership.Servers),
+		"remote-address", r.RemoteAddr, "path", r.URL.Path, "status", http.StatusOK)
+	w.Header().Set("Content-Type", "application/json")
+	// A view of this moment: caches and proxies must not keep it.
+	w.Header().Set("Cache-Control", "no-store")
+	countAnswer(r, http.StatusOK)
+	w.WriteHeader(http.StatusOK)
+	w.Write(append(body, '\n'))
 }
 
 // parseChangeRequest reads the query of a join or leave request. It parses

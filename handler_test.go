@@ -60,8 +60,9 @@ func TestHandlerUpgradeRefusesOtherGETs(t *testing.T) {
 		// wantStatus is the exact status, or 0 for any 4xx.
 		wantStatus int
 	}{
-		{name: "no Upgrade header", wantStatus: http.StatusUpgradeRequired},
-		{name: "Connection Upgrade without Upgrade", headers: []string{"Connection: Upgrade"}, wantStatus: http.StatusUpgradeRequired},
+		// A GET with no Upgrade header at all asks for the membership
+		// view: see TestHandlerMembers.
+		{name: "empty Upgrade header", headers: []string{"Upgrade:"}},
 		{name: "websocket", headers: []string{"Upgrade: websocket", "Connection: Upgrade"}},
 		{name: "raft only as a prefix", headers: []string{"Upgrade: raftx", "Connection: Upgrade"}},
 		{name: "raft only as a suffix", headers: []string{"Upgrade: notraft"}},
@@ -916,6 +917,10 @@ func TestHandlerLogsRequests(t *testing.T) {
 	t.Parallel()
 	server := startServer(t, serverOptions{jsonLogs: true})
 	answerRequests(t, server.handler, func(request *raftmembership.ChangeRequest) error {
+		if request.Kind() == raftmembership.MembersRequest {
+			request.DoneMembers(&raftmembership.Membership{Servers: []raftmembership.Server{}})
+			return nil
+		}
 		switch request.ID() {
 		case "redirected":
 			return raftmembership.NewErrDifferentLeader("10.0.0.9:8080")
@@ -935,7 +940,8 @@ func TestHandlerLogsRequests(t *testing.T) {
 		wantStatus int
 	}{
 		{name: "method not allowed", method: http.MethodPut, target: "/raft", wantStatus: http.StatusMethodNotAllowed},
-		{name: "upgrade missing", method: http.MethodGet, target: "/raft", wantStatus: http.StatusUpgradeRequired},
+		{name: "membership view", method: http.MethodGet, target: "/raft", wantStatus: http.StatusOK},
+		{name: "upgrade refused", method: http.MethodGet, target: "/raft", headers: []string{"Upgrade: websocket"}, wantStatus: http.StatusBadRequest},
 		{name: "upgrade", method: http.MethodGet, target: "/raft", headers: []string{"Upgrade: raft"}, wantStatus: http.StatusSwitchingProtocols},
 		{name: "join done", method: http.MethodPost, target: "/raft?id=done&" + address, wantStatus: http.StatusOK},
 		{name: "leave done", method: http.MethodDelete, target: "/raft?id=done", wantStatus: http.StatusOK},

@@ -100,7 +100,8 @@ type LayerConfig struct {
 // Layer is a [raft.StreamLayer] that carries raft traffic over HTTP
 // upgrades: Dial asks a peer's [Handler] to switch an HTTP connection to raw
 // raft traffic, and Accept returns the connections this node's Handler
-// switched. Join and Leave ask the cluster, over HTTP, to change membership.
+// switched. Join and Leave ask the cluster, over HTTP, to change membership;
+// Members asks one node for its view of it.
 //
 // Pass a Layer to raft.NewNetworkTransport. A Layer is safe for concurrent use.
 type Layer struct {
@@ -242,8 +243,8 @@ func (l *Layer) Accept() (net.Conn, error) {
 	return l.conns.add(conn, l.handler.connClosed, l.handler.currentTimeout())
 }
 
-// Close closes the Handler, makes Accept, Dial, Join and Leave return
-// [ErrClosed], ends any check in progress that a joiner can be reached,
+// Close closes the Handler, makes Accept, Dial, Join, Leave and Members
+// return [ErrClosed], ends any check in progress that a joiner can be reached,
 // and closes every upgraded connection the Layer handed to raft that is
 // still open, in both directions, so no raft goroutine stays blocked
 // reading one. Close is idempotent and always returns nil.

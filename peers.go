@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	metrics "github.com/hashicorp/go-metrics/compat"
 )
 
 // peerTable remembers, per peer address, whether the peer takes early data:
@@ -82,6 +83,7 @@ func (t *peerTable) failed(addr string, err error) {
 	t.mu.Lock()
 	t.peers[addr] = peerState{pausedUntil: time.Now().Add(earlyDataPause)}
 	t.mu.Unlock()
+	metrics.IncrCounter(metricEarlyDataFallback, 1)
 	t.logger.Warn("upgrade with early data failed: dialing this peer with a full handshake for a while",
 		"address", addr, "pause", earlyDataPause, "error", err)
 }

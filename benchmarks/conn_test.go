@@ -1,6 +1,7 @@
 package benchmarks
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -231,12 +232,48 @@ func startAcceptor(tb testing.TB, transport string, handle func(net.Conn)) (raft
 // idleConns is how many idle connections BenchmarkIdleConnMemory holds.
 const idleConns = 500
 
-// BenchmarkIdleConnMemory measures the heap held per idle connection, both
-// ends in this process: 500 connections are opened (bare TCP, or upgraded
-// through a Layer and taken from the other Layer's Accept), carry one byte
-// each way, as a pooled raft connection has carried an RPC, and are held;
-// the HeapAlloc difference after a GC, divided by 500, is B/conn.
-// goroutines/conn is the goroutines the connections keep alive.
+// The buffers raft's NetworkTransport (v1.7.3, net_transport.go) gives every
+// connection it uses, whichever stream layer carries it: a pooled dialed
+// connection reads through a default bufio.Reader and writes through a
+// connSendBufferSize bufio.Writer (getConn), an accepted one reads through
+// a connReceiveBufferSize bufio.Reader and writes through a default
+// bufio.Writer (handleConn). raft does not export the sizes.
+const (
+	raftConnReceiveBufferSize = 256 * 1024
+	raftConnSendBufferSize    = 256 * 1024
+)
+
+// raftBuffers holds what a NetworkTransport allocates for one connection
+// on one side.
+type raftBuffers struct {
+	r *bufio.Reader
+	w *bufio.Writer
+}
+
+// dialedBuffers are a dialed connection's buffers, as raft's getConn
+// makes them.
+func dialedBuffers(conn net.Conn) raftBuffers {
+	return raftBuffers{r: bufio.NewReader(conn), w: bufio.NewWriterSize(conn, raftConnSendBufferSize)}
+}
+
+// acceptedBuffers are an accepted connection's buffers, as raft's
+// handleConn makes them.
+func acceptedBuffers(conn net.Conn) raftBuffers {
+	return raftBuffers{r: bufio.NewReaderSize(conn, raftConnReceiveBufferSize), w: bufio.NewWriter(conn)}
+}
+
+// BenchmarkIdleConnMemory measures the heap held per idle raft connection,
+// both ends in this process: 500 connections are opened (bare TCP, or
+// upgraded through a Layer and taken from the other Layer's Accept), carry
+// one byte each way, as a pooled raft connection has carried an RPC, and
+// are held, each end with the buffers raft's NetworkTransport gives it
+// (dialedBuffers, acceptedBuffers). B/conn is the HeapAlloc difference
+// after a GC, divided by 500: what a connection costs a raft node on
+// either transport. stream-B/conn is the same without raft's buffers: what
+// the stream layer (TCP, or rafthttp's upgrade) holds, where the
+// transports differ. goroutines/conn is the goroutines the connections
+// keep alive. raft's msgpack encoder and decoder per connection are not
+// counted.
 func BenchmarkIdleConnMemory(b *testing.B) {
 	for _, transport := range connTransports {
 		b.Run("transport="+transport, func(b *testing.B) {
@@ -252,11 +289,12 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 			d := newDialer(b, transport)
 			defer d.close()
 			d.warmUp(b, addr)
-			var heap, goroutines int64
+			var heap, stream, goroutines int64
 			b.ResetTimer()
 			for range b.N {
 				dialed := make([]net.Conn, 0, idleConns)
 				held := make([]net.Conn, 0, idleConns)
+				buffers := make([]raftBuffers, 0, 2*idleConns)
 				before, beforeG := memStats(), runtime.NumGoroutine()
 				var err error
 				for range idleConns {
@@ -279,7 +317,14 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 						break
 					}
 				}
+				// buffers' backing array is allocated before before, so
+				// it counts in neither figure.
+				streamOnly := memStats()
+				for i := range held {
+					buffers = append(buffers, dialedBuffers(dialed[i]), acceptedBuffers(held[i]))
+				}
 				after, afterG := memStats(), runtime.NumGoroutine()
+				runtime.KeepAlive(buffers)
 				for _, conn := range append(dialed, held...) {
 					conn.Close()
 				}
@@ -287,10 +332,12 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 					b.Fatal(err)
 				}
 				heap += int64(after.HeapAlloc) - int64(before.HeapAlloc)
+				stream += int64(streamOnly.HeapAlloc) - int64(before.HeapAlloc)
 				goroutines += int64(afterG - beforeG)
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(heap)/float64(b.N*idleConns), "B/conn")
+			b.ReportMetric(float64(stream)/float64(b.N*idleConns), "stream-B/conn")
 			b.ReportMetric(float64(goroutines)/float64(b.N*idleConns), "goroutines/conn")
 		})
 	}

@@ -6,7 +6,9 @@
 // channel. [HandleChangeRequests] runs on every node and consumes that
 // channel: on the leader it applies the change; on any other node it answers
 // with [ErrDifferentLeader] (so the transport can redirect the caller) or
-// [ErrUnknownLeader] (so the caller retries later).
+// [ErrUnknownLeader] (so the caller retries later). A [MembersRequest]
+// ([NewMembersRequest]) changes nothing: every node, leader or not, answers
+// it with its [Membership], the view [ReadMembership] also gives.
 //
 // # Semantics
 //

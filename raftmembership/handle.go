@@ -29,7 +29,8 @@ type Config struct {
 }
 
 // HandleChangeRequests applies join and leave requests received on requests
-// to r, using the default [Config]. It returns when requests is closed. Run it
+// to r, and answers membership requests ([NewMembersRequest]) with r's
+// view, using the default [Config]. It returns when requests is closed. Run it
 // in its own goroutine on every node.
 func HandleChangeRequests(r *raft.Raft, requests <-chan *ChangeRequest) {
 	HandleChangeRequestsWithConfig(r, requests, Config{})
@@ -41,10 +42,16 @@ func HandleChangeRequests(r *raft.Raft, requests <-chan *ChangeRequest) {
 // Each request is handled in turn and its outcome passed to
 // [ChangeRequest.Done]: nil on success, [*ErrDifferentLeader] or
 // [*ErrUnknownLeader] when this node is not the leader, and otherwise the
-// error raft returned, wrapped with what was being attempted.
+// error raft returned, wrapped with what was being attempted. A
+// [MembersRequest] is answered on every node, leader or not, with
+// [ChangeRequest.DoneMembers] and [ReadMembership]'s view.
 func HandleChangeRequestsWithConfig(r *raft.Raft, requests <-chan *ChangeRequest, config Config) {
 	h := newHandler(r, config)
 	for request := range requests {
+		if request.Kind() == MembersRequest {
+			h.members(request)
+			continue
+		}
 		err := h.handle(request)
 		if err != nil {
 			h.logger.Debug("membership change not applied", "kind", request.Kind(), "id", request.ID(), "address", request.Address(), "error", err)
@@ -53,6 +60,17 @@ func HandleChangeRequestsWithConfig(r *raft.Raft, requests <-chan *ChangeRequest
 		}
 		request.Done(err)
 	}
+}
+
+// members answers a MembersRequest, on any node.
+func (h *handler) members(request *ChangeRequest) {
+	membership, err := ReadMembership(h.raft)
+	if err != nil {
+		h.logger.Debug("membership not read", "error", err)
+		request.Done(err)
+		return
+	}
+	request.DoneMembers(membership)
 }
 
 type handler struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -20,9 +21,12 @@ const (
 	// JoinNonvoterRequest asks for a server to be added as a non-voter: it
 	// receives the log but does not vote or count towards quorum.
 	JoinNonvoterRequest
+	// MembersRequest asks for the node's view of the membership (see
+	// [NewMembersRequest]); it changes nothing.
+	MembersRequest
 )
 
-// String returns "join", "leave" or "join-nonvoter".
+// String returns "join", "leave", "join-nonvoter" or "members".
 func (k ChangeRequestKind) String() string {
 	switch k {
 	case JoinRequest:
@@ -31,6 +35,8 @@ func (k ChangeRequestKind) String() string {
 		return "leave"
 	case JoinNonvoterRequest:
 		return "join-nonvoter"
+	case MembersRequest:
+		return "members"
 	default:
 		return fmt.Sprintf("ChangeRequestKind(%d)", int(k))
 	}
@@ -40,7 +46,8 @@ func (k ChangeRequestKind) String() string {
 // within the timeout.
 var ErrTimeout = errors.New("raftmembership: timed out waiting for the change to be handled")
 
-// ChangeRequest is one request to change the cluster's membership. The side
+// ChangeRequest is one request to change the cluster's membership, or,
+// of kind [MembersRequest], to read it. The side
 // that receives it from the network creates it, sends it to the goroutine
 // running [HandleChangeRequests], and waits for the outcome with
 // [ChangeRequest.Error] or [ChangeRequest.Wait].
@@ -53,6 +60,8 @@ type ChangeRequest struct {
 	done chan error
 	// reachable, if set, checks the joiner's address before a join.
 	reachable ReachabilityCheck
+	// membership is a MembersRequest's answer (see DoneMembers).
+	membership atomic.Pointer[Membership]
 }
 
 // ReachabilityCheck reports whether the leader can open a raft connection

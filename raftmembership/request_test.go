@@ -24,6 +24,7 @@ func TestChangeRequestKindString(t *testing.T) {
 		{name: "join", kind: raftmembership.JoinRequest, want: "join"},
 		{name: "leave", kind: raftmembership.LeaveRequest, want: "leave"},
 		{name: "join non-voter", kind: raftmembership.JoinNonvoterRequest, want: "join-nonvoter"},
+		{name: "members", kind: raftmembership.MembersRequest, want: "members"},
 		{name: "unknown", kind: raftmembership.ChangeRequestKind(42), want: "ChangeRequestKind(42)"},
 		{name: "negative", kind: raftmembership.ChangeRequestKind(-1), want: "ChangeRequestKind(-1)"},
 	}

@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/rafthttp/rafthttp/raftmembership"
 )
 
 // maxKeyLength bounds a key, in bytes.
@@ -44,6 +46,10 @@ func (a *api) register(mux *http.ServeMux) {
 		}
 	})
 	mux.HandleFunc("GET /status", a.status)
+	// The sink is installed now, before raft's first RPC, so that
+	// /metrics counts from the start.
+	processMetrics()
+	mux.HandleFunc("GET /metrics", serveMetrics)
 }
 
 // checkKey returns why key is not acceptable, or "".
@@ -74,15 +80,12 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "raftkv: "+reason, http.StatusBadRequest)
 		return
 	}
-	consistent := false
-	if value := r.URL.Query().Get("consistent"); value != "" {
-		var err error
-		if consistent, err = strconv.ParseBool(value); err != nil {
-			http.Error(w, "raftkv: consistent must be true or false", http.StatusBadRequest)
-			return
-		}
+	mode, reason := parseReadMode(r)
+	if reason != "" {
+		http.Error(w, "raftkv: "+reason, http.StatusBadRequest)
+		return
 	}
-	if consistent {
+	if mode.consistent {
 		// A linearizable read: only the leader can answer, once it has
 		// confirmed it still leads and applied everything committed
 		// before now. See consistentReads: nothing is written.
@@ -95,6 +98,18 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			a.raftError(w, r, err)
 			return
+		}
+	} else {
+		// A local read says how stale it may be, whatever its answer: a
+		// 404 from a node cut off from its leader is as stale as a value.
+		stale := a.node.staleness()
+		stale.setHeaders(w.Header())
+		if mode.maxStale > 0 {
+			if reason := stale.within(mode.maxStale); reason != "" {
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, "raftkv: "+reason, http.StatusServiceUnavailable)
+				return
+			}
 		}
 	}
 	value, ok := a.node.fsm.Get(key)
@@ -216,6 +231,8 @@ func (a *api) raftError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // statusJSON is the body of GET /status. Its keys are part of the API.
+// Leader and Servers are the Handler's membership view (GET /raft), read
+// by the same function, raftmembership.ReadMembership.
 type statusJSON struct {
 	ID           string       `json:"id"`
 	State        string       `json:"state"`
@@ -225,6 +242,8 @@ type statusJSON struct {
 	Servers      []serverJSON `json:"servers"`
 }
 
+// leaderJSON and serverJSON are raftmembership.Leader and Server, with
+// plain strings for the fields the code here compares with strings.
 type leaderJSON struct {
 	ID      string `json:"id"`
 	Address string `json:"address"`
@@ -248,8 +267,8 @@ func (a *api) status(w http.ResponseWriter, _ *http.Request) {
 
 // status reports the node's view of the cluster.
 func (n *node) status() (statusJSON, error) {
-	future := n.raft.GetConfiguration()
-	if err := future.Error(); err != nil {
+	membership, err := raftmembership.ReadMembership(n.raft)
+	if err != nil {
 		return statusJSON{}, err
 	}
 	term, _ := strconv.ParseUint(n.raft.Stats()["term"], 10, 64)
@@ -258,14 +277,14 @@ func (n *node) status() (statusJSON, error) {
 		State:        n.raft.State().String(),
 		Term:         term,
 		AppliedIndex: n.raft.AppliedIndex(),
-		Servers:      []serverJSON{},
+		Servers:      make([]serverJSON, 0, len(membership.Servers)),
 	}
-	if address, id := n.leader(); address != "" {
-		status.Leader = &leaderJSON{ID: id, Address: address}
+	if leader := membership.Leader; leader != nil {
+		status.Leader = &leaderJSON{ID: string(leader.ID), Address: string(leader.Address)}
 	}
-	for _, server := range future.Configuration().Servers {
+	for _, server := range membership.Servers {
 		status.Servers = append(status.Servers, serverJSON{
-			ID: string(server.ID), Address: string(server.Address), Suffrage: server.Suffrage.String(),
+			ID: string(server.ID), Address: string(server.Address), Suffrage: server.Suffrage,
 		})
 	}
 	return status, nil
