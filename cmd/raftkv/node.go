@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -159,9 +157,6 @@ type node struct {
 	stopping   chan struct{}
 	watchDone  chan struct{}
 	wasRemoved atomic.Bool
-	// peers asks other members for their /status; scheme is its URLs'.
-	peers  *http.Client
-	scheme string
 }
 
 // advertiseAddr is the address peers reach this node at.
@@ -205,7 +200,6 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.peers, n.scheme = newPeerClient(clientTLS, config.Token)
 	if err := os.MkdirAll(config.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -433,7 +427,7 @@ func (n *node) logStart() {
 //     bringing up to date, which replays older configurations without
 //     itself: a new joiner, or a removed node rejoining;
 //   - no leader has been in touch for removalQuiet, and the leader, asked
-//     for its /status, does not list this node. A leader hands a removed
+//     for its membership view, does not list this node. A leader hands a removed
 //     follower the configuration without it only as a best effort: a
 //     follower that missed it still lists itself, and would otherwise
 //     campaign in vain forever.
@@ -495,69 +489,35 @@ func (n *node) watchRemoval() {
 }
 
 // leaderDropped asks the servers, and the leader they name, for their
-// /status, and reports whether the leader's configuration lacks this node.
-// Only the leader's word counts: a lagging follower may not list a node
-// added recently.
+// membership view, and reports whether the leader's lacks this node. Only
+// the leader's word counts: a lagging follower may not list a node added
+// recently.
 func (n *node) leaderDropped(ctx context.Context, servers []raft.Server) bool {
-	var addresses []string
+	var addresses []raft.ServerAddress
 	for _, server := range servers {
 		if server.ID != raft.ServerID(n.config.ID) {
-			addresses = append(addresses, string(server.Address))
+			addresses = append(addresses, server.Address)
 		}
 	}
 	for i := 0; i < len(addresses) && ctx.Err() == nil; i++ {
-		status, err := n.peerStatus(ctx, addresses[i])
+		attempt, cancel := context.WithTimeout(ctx, 2*time.Second)
+		membership, err := n.layer.Members(attempt, addresses[i])
+		cancel()
 		if err != nil {
-			n.logger.Debug("ask a peer for its status", "peer", addresses[i], "error", err)
+			n.logger.Debug("ask a peer for its membership", "peer", addresses[i], "error", err)
 			continue
 		}
-		if status.State == raft.Leader.String() {
-			return !slices.ContainsFunc(status.Servers, func(s serverJSON) bool { return s.ID == n.config.ID })
-		}
-		if status.Leader != nil && !slices.Contains(addresses, status.Leader.Address) {
-			addresses = append(addresses, status.Leader.Address)
+		switch {
+		case membership.Leader == nil:
+		case membership.Leader.Address == addresses[i]:
+			return !slices.ContainsFunc(membership.Servers, func(s raftmembership.Server) bool {
+				return s.ID == raft.ServerID(n.config.ID)
+			})
+		case !slices.Contains(addresses, membership.Leader.Address):
+			addresses = append(addresses, membership.Leader.Address)
 		}
 	}
 	return false
-}
-
-// peerStatus fetches GET /status from the node at address.
-func (n *node) peerStatus(ctx context.Context, address string) (statusJSON, error) {
-	var status statusJSON
-	request, err := http.NewRequestWithContext(ctx, http.MethodGet, n.scheme+"://"+address+"/status", nil)
-	if err != nil {
-		return status, err
-	}
-	response, err := n.peers.Do(request)
-	if err != nil {
-		return status, err
-	}
-	defer response.Body.Close()
-	if response.StatusCode != http.StatusOK {
-		return status, fmt.Errorf("GET /status: %s", response.Status)
-	}
-	err = json.NewDecoder(io.LimitReader(response.Body, 1<<20)).Decode(&status)
-	return status, err
-}
-
-// newPeerClient returns the client a node asks its peers' API with, over
-// TLS (presenting the node's certificate) if clientTLS is set, with the
-// token if there is one, and the scheme of its URLs.
-func newPeerClient(clientTLS *tls.Config, token bearerToken) (*http.Client, string) {
-	scheme := "http"
-	// No idle connections: nothing outlives the node.
-	transport := &http.Transport{DisableKeepAlives: true, TLSClientConfig: clientTLS}
-	if clientTLS != nil {
-		scheme = "https"
-	}
-	var roundTripper http.RoundTripper = transport
-	if token != "" {
-		roundTripper = withToken{token: token, base: transport}
-	}
-	return &http.Client{
-		Transport: roundTripper, Timeout: 2 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}, scheme
 }
 
 // join asks the members in turn to add this node until one succeeds. A
