@@ -1098,6 +1098,10 @@ func (p *scriptedPeer) serve(conn net.Conn) error {
 	return readToClose(reader).err
 }
 
+// dialLogKey is the context key under which a Join of FuzzJoinAnswer
+// carries the dialLog its dials belong to.
+type dialLogKey struct{}
+
 // retryWindow bounds a Join of FuzzJoinAnswer that the answer makes the
 // client retry (a 503, a redirect, an answer that is not HTTP) until its
 // time runs out. Such a Join is canceled sooner, once the client has read
@@ -1125,7 +1129,13 @@ func FuzzJoinAnswer(f *testing.F) {
 	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
 		Path: raftPath, Addr: advertised, Handler: rafthttp.NewHandlerWithLogger(fuzzLogger), Logger: fuzzLogger,
 		DialContext: func(ctx context.Context, addr string) (net.Conn, error) {
-			record := dials.Load()
+			// The Join's own record, which its context carries: a dial
+			// net/http starts for an earlier input's Join may run late,
+			// after the next input stored its record.
+			record, ok := ctx.Value(dialLogKey{}).(*dialLog)
+			if !ok {
+				record = dials.Load()
+			}
 			if addr != peer.addr {
 				record.add("")
 				return nil, fmt.Errorf("fuzz: %s is not the scripted peer", addr)
@@ -1152,7 +1162,7 @@ func FuzzJoinAnswer(f *testing.F) {
 		if retried {
 			deadline = retryWindow
 		}
-		ctx, cancel := context.WithTimeout(t.Context(), deadline)
+		ctx, cancel := context.WithTimeout(context.WithValue(t.Context(), dialLogKey{}, record), deadline)
 		defer cancel()
 		drain(peer.served)
 		if retried {
