@@ -242,6 +242,10 @@ func startLinearizabilityCluster(t *testing.T, seed uint64, out string, logs *os
 		configs: make(map[string]nodeConfig), running: make(map[string]*testNode), bases: make(map[string]string),
 	}
 	// Registered first, so it runs after every node has stopped.
+	// Made before the cleanup that stops the nodes is registered, so it
+	// is removed after they have stopped: a node still writing a
+	// snapshot would make the removal fail.
+	dataRoot := t.TempDir()
 	t.Cleanup(func() { network.Close() })
 	t.Cleanup(func() {
 		for _, n := range c.nodes() {
@@ -259,7 +263,7 @@ func startLinearizabilityCluster(t *testing.T, seed uint64, out string, logs *os
 		}
 		faults := network.Node(name, listen, advertise)
 		config := nodeConfig{
-			ID: name, Listen: listen, Advertise: advertise, DataDir: t.TempDir(),
+			ID: name, Listen: listen, Advertise: advertise, DataDir: filepath.Join(dataRoot, name),
 			Logger: logger.Named(name),
 			// Snapshots often, and little log kept behind them, so that
 			// a node back from a crash or a partition is sent a
