@@ -846,29 +846,13 @@ type peerExchange struct {
 // startAnsweringPeer starts an answeringPeer that stops when tb ends.
 func startAnsweringPeer(tb testing.TB) *answeringPeer {
 	tb.Helper()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	p := &answeringPeer{addr: listener.Addr().String(), answers: make(chan []byte, 1), seen: make(chan peerExchange, 16)}
-	var wg sync.WaitGroup
-	tb.Cleanup(func() {
-		listener.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			conn, err := listener.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer conn.Close()
-				// Never blocks: an input that failed leaves its report
-				// unread, and the next drops it.
-				select {
-				case p.seen <- p.serve(conn):
-				default:
-				}
-			})
+	p := &answeringPeer{answers: make(chan []byte, 1), seen: make(chan peerExchange, 16)}
+	p.addr = rawPeer(tb, func(conn net.Conn) {
+		// Never blocks: an input that failed leaves its report unread,
+		// and the next drops it.
+		select {
+		case p.seen <- p.serve(conn):
+		default:
 		}
 	})
 	return p
@@ -1045,28 +1029,12 @@ type scriptedPeer struct {
 // startScriptedPeer starts a scriptedPeer that stops when tb ends.
 func startScriptedPeer(tb testing.TB) *scriptedPeer {
 	tb.Helper()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(tb, err)
-	p := &scriptedPeer{addr: listener.Addr().String(), served: make(chan struct{}, 1)}
-	var wg sync.WaitGroup
-	tb.Cleanup(func() {
-		listener.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			conn, err := listener.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer conn.Close()
-				p.closedChan(conn.RemoteAddr().String()) <- p.serve(conn)
-				select {
-				case p.served <- struct{}{}:
-				default:
-				}
-			})
+	p := &scriptedPeer{served: make(chan struct{}, 1)}
+	p.addr = rawPeer(tb, func(conn net.Conn) {
+		p.closedChan(conn.RemoteAddr().String()) <- p.serve(conn)
+		select {
+		case p.served <- struct{}{}:
+		default:
 		}
 	})
 	return p

@@ -735,7 +735,7 @@ func upgradeRequest() *http.Request {
 // package. Each connection is closed when serve returns and has a
 // deadline, so a serve that waits for a client that never comes still
 // ends. It returns the server's address.
-func rawPeer(t *testing.T, serve func(conn net.Conn)) string {
+func rawPeer(t testing.TB, serve func(conn net.Conn)) string {
 	t.Helper()
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
