@@ -36,3 +36,6 @@ func HandlerMaxConns(h *Handler) int { return int(h.maxConns) }
 // early data, as a 101 from it saying so would, so that the Layer's next
 // dial to addr is an early-data one without a dial to learn it first.
 func LearnEarlyData(l *Layer, addr string, bodyMax int) { l.upgrader.peers.learned(addr, bodyMax) }
+
+// OpenConns is the count behind the rafthttp.conns.open gauge.
+func OpenConns() int64 { return openConns.Load() }
