@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"time"
 )
 
@@ -118,8 +119,13 @@ type upgrader struct {
 	// extra holds the header lines every request carries: the user's
 	// headers and the cluster ID (see headerLines).
 	extra []byte
+	// header holds the same headers as extra, for a WebSocket handshake,
+	// which gorilla writes.
+	header http.Header
 	// clusterID is this node's, to name in a mismatch.
 	clusterID string
+	// webSocket dials with a WebSocket handshake (LayerConfig.WebSocket).
+	webSocket bool
 	// peers is what the Layer learned about early data; nil dials without
 	// it, and then the request says nothing about it.
 	peers *peerTable
@@ -137,7 +143,7 @@ type upgrader struct {
 func (u *upgrader) dialUpgrade(ctx context.Context, deadline time.Time, addr string) (_ net.Conn, err error) {
 	start := time.Now()
 	early := false
-	defer func() { countDial(start, early, err) }()
+	defer func() { countDial(start, u.dialMode(early), err) }()
 	if err := validHost(addr); err != nil {
 		return nil, &UpgradeError{Addr: addr, Step: StepDial, Err: err}
 	}
@@ -147,6 +153,14 @@ func (u *upgrader) dialUpgrade(ctx context.Context, deadline time.Time, addr str
 	conn, err := u.dial.connect(ctx, addr, deadline)
 	if err != nil {
 		return nil, &UpgradeError{Addr: addr, Step: StepDial, Err: contextCause(ctx, deadline, err)}
+	}
+	if u.webSocket {
+		upgraded, step, err := u.upgradeWebSocket(ctx, conn, addr, deadline)
+		if err != nil {
+			conn.Close()
+			return nil, &UpgradeError{Addr: addr, Step: step, Err: err}
+		}
+		return upgraded, nil
 	}
 	if room := u.peers.earlyData(addr); room > 0 {
 		early = true
@@ -168,6 +182,18 @@ func (u *upgrader) dialUpgrade(ctx context.Context, deadline time.Time, addr str
 	}
 	u.peers.learned(addr, bodyMax)
 	return upgraded, nil
+}
+
+// dialMode names how a dial went, for the metrics: "websocket", or for
+// a raw upgrade "early_data" or "eager".
+func (u *upgrader) dialMode(early bool) string {
+	switch {
+	case u.webSocket:
+		return "websocket"
+	case early:
+		return "early_data"
+	}
+	return "eager"
 }
 
 // connect calls dial, returning early if ctx ends first. A Dial cannot see

@@ -359,6 +359,10 @@ func (h *Handler) logRefusal(r *http.Request, status int, reason string) {
 }
 
 func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request) {
+	if isWebSocketUpgrade(r) {
+		h.serveWebSocket(w, r)
+		return
+	}
 	if status, reason := checkUpgrade(r); status != 0 {
 		if status == http.StatusUpgradeRequired {
 			w.Header().Set("Upgrade", "raft")

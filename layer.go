@@ -95,6 +95,36 @@ type LayerConfig struct {
 	// holds, naming both IDs, and it is not retried. Empty sends nothing,
 	// as the original package does.
 	ClusterID string
+
+	// WebSocket makes the Layer dial with a WebSocket handshake (RFC 6455:
+	// Upgrade: websocket, Sec-WebSocket-Version 13, a fresh
+	// Sec-WebSocket-Key, and Sec-WebSocket-Protocol: raft) and carry raft's
+	// stream as binary messages, masked from client to server, with no
+	// extensions. Set it when something between the nodes forwards
+	// WebSocket upgrades and no other kind, as Envoy and the meshes built
+	// on it (Istio), CDNs and managed load balancers do: a raw upgrade
+	// ("Upgrade: raft") through them fails, typically with a 400, 403 or
+	// 426 from the proxy.
+	//
+	// Every dial goes this way: raft's connections and the check a leader
+	// makes that a joiner can be reached. Joins, leaves and membership
+	// views are plain HTTP requests, which such proxies forward anyway.
+	// Header and ClusterID travel in the handshake, and a peer's Handler
+	// applies Authorize and its cluster ID as for a raw upgrade.
+	//
+	// A Handler serves both forms on the same path with no setting of its
+	// own, so a cluster may mix Layers with and without WebSocket; nodes
+	// running the original package cannot serve a WebSocket dial (they
+	// answer 400). A WebSocket dial never sends early data (RFC 6455
+	// allows no data before the 101), so it waits for the 101 as
+	// EagerHandshake does, and the connection costs a round trip more to
+	// set up than a raw one; after that, throughput is within a few
+	// percent of a raw connection's (see BENCHMARKS.md). The connection
+	// handed to raft behaves as a raw one, but for one thing: a Read or
+	// Write that fails, a passed deadline's included, fails every later
+	// one in that direction, which raft, closing a connection after any
+	// error, never sees.
+	WebSocket bool
 }
 
 // Layer is a [raft.StreamLayer] that carries raft traffic over HTTP
@@ -173,8 +203,9 @@ func NewLayerWithConfig(config LayerConfig) (*Layer, error) {
 		return nil, fmt.Errorf("rafthttp: LayerConfig.ClusterID: %w", err)
 	}
 	header := requestHeader(config.Header, config.ClusterID)
-	upgrader := &upgrader{dial: dial, path: path, extra: headerLines(header), clusterID: config.ClusterID}
-	if !config.EagerHandshake {
+	upgrader := &upgrader{dial: dial, path: path, extra: headerLines(header), header: header,
+		clusterID: config.ClusterID, webSocket: config.WebSocket}
+	if !config.EagerHandshake && !config.WebSocket {
 		upgrader.peers = newPeerTable(logger)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

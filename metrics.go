@@ -74,13 +74,9 @@ func countRefused(reason string) {
 	metrics.IncrCounterWithLabels(metricRefused, 1, []metrics.Label{{Name: "reason", Value: reason}})
 }
 
-// countDial counts an upgrade dial that started at start; err is nil or
-// the dial's *UpgradeError.
-func countDial(start time.Time, early bool, err error) {
-	mode := "eager"
-	if early {
-		mode = "early_data"
-	}
+// countDial counts an upgrade dial that started at start, made in mode
+// (see upgrader.dialMode); err is nil or the dial's *UpgradeError.
+func countDial(start time.Time, mode string, err error) {
 	outcome := "ok"
 	if err != nil {
 		outcome = "failed"

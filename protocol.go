@@ -147,7 +147,17 @@ func isProtocolHeader(name string) bool {
 	case "Host", "Upgrade", "Connection", "Content-Length", "Transfer-Encoding":
 		return true
 	}
-	return len(name) >= len(protocolHeaderPrefix) && strings.EqualFold(name[:len(protocolHeaderPrefix)], protocolHeaderPrefix)
+	return hasPrefixFold(name, protocolHeaderPrefix) || hasPrefixFold(name, webSocketHeaderPrefix)
+}
+
+// webSocketHeaderPrefix starts the names of the headers of a WebSocket
+// handshake, which a WebSocket dial sets itself.
+const webSocketHeaderPrefix = "Sec-WebSocket-"
+
+// hasPrefixFold reports whether s starts with prefix, compared without
+// regard to case.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // isToken reports whether s is a non-empty RFC 9110 token, as a header
@@ -227,9 +237,17 @@ func checkUpgrade(r *http.Request) (int, string) {
 		return http.StatusUpgradeRequired, fmt.Sprintf("rafthttp: an upgrade needs HTTP/1.1: the Upgrade header of this %s request is ignored", r.Proto)
 	}
 	if !headerHasToken(upgrade, "raft") {
-		return http.StatusBadRequest, fmt.Sprintf("rafthttp: unsupported upgrade %q: only raft is served here", strings.Join(upgrade, ", "))
+		return http.StatusBadRequest, fmt.Sprintf("rafthttp: unsupported upgrade %q: only raft, and websocket with the raft subprotocol, are served here", strings.Join(upgrade, ", "))
 	}
 	return checkEarlyData(r)
+}
+
+// isWebSocketUpgrade reports whether r asks for the WebSocket form of the
+// upgrade: Upgrade names websocket and not raft, which an original node
+// or a raw-mode Layer would send, and wins where a request names both.
+func isWebSocketUpgrade(r *http.Request) bool {
+	upgrade := r.Header.Values("Upgrade")
+	return r.ProtoAtLeast(1, 1) && headerHasToken(upgrade, webSocketUpgrade) && !headerHasToken(upgrade, "raft")
 }
 
 // headerHasToken reports whether any of the comma-separated values holds

@@ -1,0 +1,216 @@
+package rafthttp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// WebSocket mode (LayerConfig.WebSocket): the same raft stream, carried in
+// RFC 6455 binary messages after a WebSocket handshake, for the proxies
+// that forward WebSocket upgrades and no other (Envoy, and meshes built on
+// it, CDNs, managed load balancers). gorilla/websocket does the framing and
+// both halves of the handshake; this file runs them over the Layer's own
+// connections and the Handler's own hijack, so that Dial, Authorize, the
+// cluster ID, the bounds and the metrics are those of a raw upgrade.
+// websocket_conn.go turns the messages back into a byte stream for raft.
+
+const (
+	// webSocketProtocol is the subprotocol a WebSocket upgrade must offer
+	// and the Handler selects: it says the messages carry raft's stream,
+	// so that a WebSocket endpoint of something else refuses the dial
+	// rather than taking raft's bytes for its own.
+	webSocketProtocol = "raft"
+
+	// webSocketUpgrade is the Upgrade token of the WebSocket form.
+	webSocketUpgrade = "websocket"
+
+	// webSocketWriteBuffer is the most of one Write that goes out in one
+	// frame. A client masks what it sends, so gorilla copies each message
+	// into a buffer to mask it there and writes it a buffer at a time:
+	// raft's writes run to 256 KiB (its bufio.Writer), and 64 KiB keeps
+	// those to four frames, and four system calls, without holding much.
+	// The buffers are pooled (webSocketBuffers), held only while a message
+	// is written, so an idle connection holds none.
+	webSocketWriteBuffer = 64 << 10
+)
+
+// webSocketBuffers pools the write buffers of every WebSocket connection,
+// client and server side.
+var webSocketBuffers = &sync.Pool{}
+
+// upgradeWebSocket performs a WebSocket handshake on conn, under the
+// deadline and ctx as upgrade does, and returns the connection to give
+// raft, or the failed step and its error. It does not close conn.
+func (u *upgrader) upgradeWebSocket(ctx context.Context, conn net.Conn, addr string, deadline time.Time) (_ net.Conn, step UpgradeStep, err error) {
+	// A zero deadline clears any the Dial may have left.
+	if err := conn.SetDeadline(deadline); err != nil {
+		return nil, StepDial, err
+	}
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { conn.SetDeadline(aLongTimeAgo) })
+		defer func() {
+			if !stop() && err == nil {
+				step, err = StepReadResponse, ctx.Err()
+			}
+		}()
+	}
+	socket := newWebSocketSocket(conn)
+	dialer := websocket.Dialer{
+		// The connection is already made, by the Layer's Dial: gorilla
+		// only runs its handshake over it. gorilla sets no deadline of its
+		// own when given a context without one; the deadline above holds.
+		NetDialContext:  func(context.Context, string, string) (net.Conn, error) { return socket, nil },
+		Subprotocols:    []string{webSocketProtocol},
+		WriteBufferSize: webSocketWriteBuffer,
+		WriteBufferPool: webSocketBuffers,
+	}
+	ws, response, err := dialer.DialContext(context.Background(), "ws://"+addr+u.path, u.header)
+	if err != nil {
+		step, err := socket.handshakeFailure(response, err, u.clusterID)
+		if step != StepStatus {
+			err = contextCause(ctx, deadline, err)
+		}
+		return nil, step, err
+	}
+	if got := ws.Subprotocol(); got != webSocketProtocol {
+		ws.Close()
+		return nil, StepUpgradeHeader, fmt.Errorf("the 101 selects subprotocol %q, not %q: the WebSocket endpoint at this path does not serve raft", got, webSocketProtocol)
+	}
+	if got := response.Header.Values("Sec-Websocket-Extensions"); len(got) > 0 {
+		// gorilla accepts a compression extension it did not offer;
+		// raft's stream travels without any.
+		ws.Close()
+		return nil, StepUpgradeHeader, fmt.Errorf("the 101 enables extensions that were not offered: %q", strings.Join(got, ", "))
+	}
+	return newWebSocketConn(ws, socket), "", nil
+}
+
+// handshakeFailure names the step of a failed client handshake and its
+// cause: gorilla returns the answer with ErrBadHandshake when it is not a
+// good 101, and bare I/O errors otherwise.
+func (s *webSocketSocket) handshakeFailure(response *http.Response, err error, clusterID string) (UpgradeStep, error) {
+	if errors.Is(err, websocket.ErrBadHandshake) && response != nil {
+		if response.StatusCode != http.StatusSwitchingProtocols {
+			return StepStatus, refusal(response, clusterID)
+		}
+		return StepUpgradeHeader, fmt.Errorf("a 101 that does not complete the WebSocket handshake (Upgrade %q, Connection %q, Sec-WebSocket-Accept %q)",
+			response.Header.Get("Upgrade"), response.Header.Get("Connection"), response.Header.Get("Sec-Websocket-Accept"))
+	}
+	if response != nil {
+		// A 101 gorilla refused after reading it: an extension it
+		// could not take.
+		return StepUpgradeHeader, err
+	}
+	if !s.wrote.Load() {
+		return StepWriteRequest, err
+	}
+	// net/http reports a header line cut short by a deadline or a reset
+	// as a malformed one; the socket kept what really happened.
+	if cause := s.readErr(); cause != nil && !errors.Is(err, cause) {
+		err = fmt.Errorf("%w (%v)", cause, err)
+	}
+	return StepReadResponse, err
+}
+
+// checkWebSocketUpgrade validates what is the Handler's to check of a
+// WebSocket upgrade before gorilla checks the handshake itself, and
+// returns the status and reason to refuse it with, or 0.
+func checkWebSocketUpgrade(r *http.Request) (int, string) {
+	if !headerHasToken(r.Header.Values("Sec-Websocket-Protocol"), webSocketProtocol) {
+		return http.StatusBadRequest, fmt.Sprintf("rafthttp: a WebSocket upgrade must offer the %q subprotocol (Sec-WebSocket-Protocol: %s); offered: %q",
+			webSocketProtocol, webSocketProtocol, strings.Join(r.Header.Values("Sec-Websocket-Protocol"), ", "))
+	}
+	if r.ContentLength != 0 {
+		// RFC 6455 leaves no room for a body before the 101, and
+		// gorilla refuses a peer that sends bytes before it: early data
+		// is the raw form's alone.
+		return http.StatusBadRequest, "rafthttp: a WebSocket upgrade request carries no body"
+	}
+	return 0, ""
+}
+
+// serveWebSocket serves a WebSocket upgrade: the same checks, bounds and
+// queue as a raw upgrade, with gorilla writing the 101 on the connection
+// the Handler hijacks.
+func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	if status, reason := checkWebSocketUpgrade(r); status != 0 {
+		h.refuse(w, r, status, reason)
+		return
+	}
+	if status, reason := h.admitUpgrade(); status != 0 {
+		h.refuse(w, r, status, reason)
+		return
+	}
+	delivered := false
+	defer func() { h.finishUpgrade(delivered) }()
+	if status, reason := h.reserveSlot(r.Context()); status != 0 {
+		h.refuse(w, r, status, reason)
+		return
+	}
+	if h.ctx.Err() != nil {
+		h.releaseSlot()
+		h.refuse(w, r, http.StatusServiceUnavailable, "rafthttp: handler closed")
+		return
+	}
+	hijacker := &webSocketHijacker{ResponseWriter: w}
+	upgrader := websocket.Upgrader{
+		// Bounds the write of the 101, as for a raw upgrade.
+		HandshakeTimeout: h.currentTimeout(),
+		Subprotocols:     []string{webSocketProtocol},
+		WriteBufferSize:  webSocketWriteBuffer,
+		WriteBufferPool:  webSocketBuffers,
+		// Refusals before the hijack (a malformed handshake, a foreign
+		// Origin) are answered, logged and counted as the Handler's own.
+		// Origin is left to gorilla's check: raft peers send none, and a
+		// browser's must name this host, so a page elsewhere cannot open
+		// raft connections with the user's credentials.
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			h.refuse(w, r, status, "rafthttp: "+reason.Error())
+		},
+	}
+	ws, err := upgrader.Upgrade(hijacker, r, nil)
+	if err != nil {
+		h.releaseSlot()
+		if hijacker.socket != nil {
+			// Past the hijack no answer can be sent: gorilla closed the
+			// connection.
+			h.logger.Warn("WebSocket upgrade failed after hijacking", "remote-address", r.RemoteAddr, "path", r.URL.Path, "error", err)
+		}
+		return
+	}
+	countAnswer(r, http.StatusSwitchingProtocols)
+	delivered = h.deliver(newWebSocketConn(ws, hijacker.socket), r)
+}
+
+// webSocketHijacker hands gorilla the connection the Handler hijacks, in
+// the socket wrapper that keeps raft's write deadlines (see
+// webSocketSocket). It finds Hijack as the Handler does for a raw
+// upgrade, through middleware that implements Unwrap, which gorilla's own
+// type assertion would miss.
+type webSocketHijacker struct {
+	http.ResponseWriter
+	socket *webSocketSocket
+}
+
+func (h *webSocketHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		if errors.Is(err, http.ErrNotSupported) {
+			err = errors.New("cannot take over this connection: the ResponseWriter does not support hijacking (HTTP/2, or a middleware that hides http.Hijacker without an Unwrap method)")
+		}
+		return nil, nil, err
+	}
+	h.socket = newWebSocketSocket(conn)
+	return h.socket, rw, nil
+}
+
+func (h *webSocketHijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter }
