@@ -13,8 +13,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stretchr/testify/require"
-
 	"github.com/rafthttp/rafthttp"
 )
 
@@ -82,26 +80,6 @@ func readFrame(reader io.Reader) (frame, error) {
 		}
 	}
 	return f, nil
-}
-
-// readMessage reads frames up to the end of a data message, skipping
-// none: control frames in between fail the test.
-func readMessage(t *testing.T, reader io.Reader) (opcode byte, payload []byte, frames []frame) {
-	t.Helper()
-	for {
-		f, err := readFrame(reader)
-		require.NoError(t, err)
-		frames = append(frames, f)
-		if len(frames) == 1 {
-			opcode = f.opcode
-		} else {
-			require.Equal(t, byte(opContinuation), f.opcode, "frame %d of a message", len(frames))
-		}
-		payload = append(payload, f.payload...)
-		if f.fin {
-			return opcode, payload, frames
-		}
-	}
 }
 
 // appendFrame appends a final frame with payload, masked with a random key

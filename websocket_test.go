@@ -226,9 +226,11 @@ func TestWebSocketDialFailures(t *testing.T) {
 			step:   rafthttp.StepUpgradeHeader, want: "does not complete the WebSocket handshake",
 		},
 		{
-			name:   "raw 101",
-			answer: func(string) string { return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nConnection: Upgrade\r\n\r\n" },
-			step:   rafthttp.StepUpgradeHeader, want: "does not complete the WebSocket handshake",
+			name: "raw 101",
+			answer: func(string) string {
+				return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: raft\r\nConnection: Upgrade\r\n\r\n"
+			},
+			step: rafthttp.StepUpgradeHeader, want: "does not complete the WebSocket handshake",
 		},
 		{
 			name: "extension not offered",
