@@ -178,7 +178,7 @@ func (u *upgrader) dialUpgrade(ctx context.Context, deadline time.Time, addr str
 	upgraded, bodyMax, step, err := u.upgrade(ctx, conn, addr, deadline, announce)
 	if err != nil {
 		conn.Close()
-		return nil, &UpgradeError{Addr: addr, Step: step, Err: err}
+		return nil, &UpgradeError{Addr: addr, Step: step, Err: err, hint: webSocketOnlyHint(err)}
 	}
 	u.peers.learned(addr, bodyMax)
 	return upgraded, nil

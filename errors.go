@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // ErrClosed is returned by [Layer.Accept], [Layer.Dial] and the membership
@@ -64,6 +65,9 @@ type UpgradeError struct {
 	Step UpgradeStep
 	// Err is the underlying error.
 	Err error
+
+	// hint, if set, follows the error's text: what the failure may mean.
+	hint string
 }
 
 // UpgradeStep names a step of an upgrade dial, for [UpgradeError].
@@ -87,7 +91,28 @@ const (
 )
 
 func (e *UpgradeError) Error() string {
-	return fmt.Sprintf("rafthttp: upgrade to %s: %s: %v", e.Addr, e.Step, e.Err)
+	text := fmt.Sprintf("rafthttp: upgrade to %s: %s: %v", e.Addr, e.Step, e.Err)
+	if e.hint != "" {
+		text += " (" + e.hint + ")"
+	}
+	return text
+}
+
+// webSocketOnlyHint explains a raw upgrade refused by something that is
+// not a rafthttp Handler, whose refusals all start "rafthttp:", with a
+// status a proxy gives an upgrade it does not forward: Envoy's 403 with
+// no body, a 400, 426 or 501 from others. The proxy may forward
+// WebSocket upgrades alone, which LayerConfig.WebSocket gets through.
+func webSocketOnlyHint(err error) string {
+	var status *StatusError
+	if !errors.As(err, &status) || strings.HasPrefix(status.Body, "rafthttp:") {
+		return ""
+	}
+	switch status.StatusCode {
+	case http.StatusBadRequest, http.StatusForbidden, http.StatusUpgradeRequired, http.StatusNotImplemented:
+		return "the refusal is not a rafthttp Handler's: if a proxy between the nodes forwards only WebSocket upgrades, set LayerConfig.WebSocket"
+	}
+	return ""
 }
 
 func (e *UpgradeError) Unwrap() error { return e.Err }

@@ -58,6 +58,13 @@ type Options struct {
 	// bounds).
 	Handler func(*rafthttp.HandlerConfig)
 	Layer   func(*rafthttp.LayerConfig)
+	// Front, if set, puts something in front of each node's HTTP server,
+	// such as a proxy (StartNginx, StartWebSocketProxy): it is called
+	// once per node with the address the node listens on, and returns the
+	// address its peers reach it at. The node advertises that address, to
+	// raft and in its joins, and Node.Addr is it, so that every node
+	// reaches every other only through the front.
+	Front func(t testing.TB, backend string) string
 	// MembershipTimeout is each node's raftmembership.Config.Timeout,
 	// which bounds each change and the check that a joiner can be
 	// reached. Zero means 5 seconds.
@@ -66,8 +73,12 @@ type Options struct {
 
 // Node is one member of a test cluster.
 type Node struct {
-	ID        raft.ServerID
-	Addr      string
+	ID raft.ServerID
+	// Addr is the node's advertised address: where its server listens,
+	// or what Options.Front put in front of it.
+	Addr string
+	// Listen is where the node's server listens.
+	Listen    string
 	Handler   *rafthttp.Handler
 	Layer     *rafthttp.Layer
 	Transport *raft.NetworkTransport
@@ -186,13 +197,13 @@ func StartNode(t testing.TB, id raft.ServerID, options Options) *Node {
 func (n *Node) Restart() *Node {
 	n.t.Helper()
 	n.Stop()
-	node := &Node{ID: n.ID, t: n.t, options: n.options, DataDir: n.DataDir,
+	node := &Node{ID: n.ID, Addr: n.Addr, t: n.t, options: n.options, DataDir: n.DataDir,
 		logs: n.logs, stable: n.stable, snapshots: n.snapshots}
 	// The port has stayed reserved since StartNode, so nobody else can
 	// have taken it while the node was down. The old server's connections
 	// still open or in TIME_WAIT do not stop the bind: Go's listeners set
 	// SO_REUSEADDR.
-	listener, err := net.Listen("tcp", n.Addr)
+	listener, err := net.Listen("tcp", n.Listen)
 	if err != nil {
 		n.t.Fatalf("restart %s: listen: %v", n.ID, err)
 	}
@@ -201,16 +212,27 @@ func (n *Node) Restart() *Node {
 }
 
 // start builds the node around listener: HTTP server, Layer, transport,
-// stores, raft and the membership handler.
+// stores, raft and the membership handler. A node started for the first
+// time gets its advertised address here; a restarted one keeps its own.
 func (node *Node) start(listener net.Listener) {
 	t, options := node.t, node.options
 	t.Helper()
-	node.Addr = listener.Addr().String()
+	node.Listen = listener.Addr().String()
+	if node.Addr == "" {
+		node.Addr = node.Listen
+		if options.Front != nil {
+			node.Addr = options.Front(t, node.Listen)
+		}
+	}
+	advertised, err := net.ResolveTCPAddr("tcp", node.Addr)
+	if err != nil {
+		listener.Close()
+		t.Fatalf("advertised address %q: %v", node.Addr, err)
+	}
 	node.serveDone = make(chan struct{})
 	node.membersDone = make(chan struct{})
 	logger := Logger(t, string(node.ID))
 
-	var err error
 	handlerConfig := rafthttp.HandlerConfig{Logger: logger.Named("rafthttp")}
 	if options.Handler != nil {
 		options.Handler(&handlerConfig)
@@ -220,7 +242,7 @@ func (node *Node) start(listener net.Listener) {
 	if options.ClientTLS != nil {
 		dial = rafthttp.NewDialTLS(options.ClientTLS)
 	}
-	layerConfig := rafthttp.LayerConfig{Path: Path, Addr: listener.Addr(), Handler: node.Handler, Dial: dial}
+	layerConfig := rafthttp.LayerConfig{Path: Path, Addr: advertised, Handler: node.Handler, Dial: dial}
 	if options.Layer != nil {
 		options.Layer(&layerConfig)
 	}
