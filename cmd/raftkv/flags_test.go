@@ -236,6 +236,7 @@ func TestParseServe(t *testing.T) {
 				assert.False(t, config.Logger.IsDebug())
 				assert.Empty(t, config.Token)
 				assert.Empty(t, config.ClusterID)
+				assert.False(t, config.WebSocket)
 			},
 		},
 		{
@@ -257,8 +258,10 @@ func TestParseServe(t *testing.T) {
 		{
 			name: "join list nonvoter",
 			args: []string{"-id", "n4", "-listen", "0.0.0.0:8004", "-advertise", "10.0.0.4:8004", "-data", "d",
-				"-join", "10.0.0.1:8001,10.0.0.2:8002,[fe80::1]:8003", "-nonvoter", "-leave-on-shutdown", "-log-level", "debug"},
+				"-join", "10.0.0.1:8001,10.0.0.2:8002,[fe80::1]:8003", "-nonvoter", "-leave-on-shutdown", "-log-level", "debug",
+				"-websocket"},
 			check: func(t *testing.T, config nodeConfig) {
+				assert.True(t, config.WebSocket)
 				assert.Equal(t, "10.0.0.4:8004", config.Advertise)
 				assert.Equal(t, []string{"10.0.0.1:8001", "10.0.0.2:8002", "[fe80::1]:8003"}, config.Join)
 				assert.False(t, config.Bootstrap)

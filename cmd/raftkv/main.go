@@ -82,6 +82,7 @@ func parseServe(args []string, stderr io.Writer) (nodeConfig, error) {
 	flags.StringVar(&config.TLSCA, "tls-ca", "", "PEM CA bundle: trust peers it signed and require them to present certificates (needs -tls-cert)")
 	flags.StringVar(&tokenFile, "token-file", "", "file holding the cluster's shared token, the same on every node: required on every request, raft's and the API's, as \"Authorization: Bearer TOKEN\"")
 	flags.StringVar(&config.ClusterID, "cluster-id", "", "the cluster's name, the same on every node: raft and membership requests naming another cluster, or none, are refused (412)")
+	flags.BoolVar(&config.WebSocket, "websocket", false, "dial peers with WebSocket upgrades (Upgrade: websocket, subprotocol raft) instead of raw ones, for proxies that forward WebSocket alone (Envoy, Istio, CDNs); every node serves both")
 	flags.Int64Var(&config.MaxValue, "max-value", defaultMaxValue, "largest value a PUT may store, in bytes")
 	flags.Uint64Var(&config.SnapshotThreshold, "snapshot-threshold", defaultSnapshotThreshold, "log entries since the last snapshot that trigger a new one")
 	flags.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")

@@ -98,6 +98,10 @@ type nodeConfig struct {
 	// ClusterID, if set, names the cluster: peers with another ID, or
 	// none, are refused, and refuse this node.
 	ClusterID string
+	// WebSocket makes the node dial its peers in rafthttp's WebSocket mode
+	// (LayerConfig.WebSocket), for proxies that forward WebSocket
+	// upgrades alone. The node serves both forms whatever it says.
+	WebSocket bool
 
 	MaxValue          int64
 	SnapshotThreshold uint64
@@ -263,7 +267,7 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 	}
 	n.layer, err = rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
 		Path: raftPath, Addr: advertiseAddr(advertise), Handler: n.handler, DialContext: dial,
-		Header: header, ClusterID: config.ClusterID,
+		Header: header, ClusterID: config.ClusterID, WebSocket: config.WebSocket,
 	})
 	if err != nil {
 		return nil, err
@@ -366,7 +370,7 @@ func startNode(ctx context.Context, config nodeConfig) (_ *node, err error) {
 	go n.watchRemoval()
 	n.logger.Info("serving", "listen", n.listener.Addr(), "advertise", advertise, "tls", serverTLS != nil,
 		"client-certificates", mutualTLS,
-		"token", config.Token != "", "cluster-id", config.ClusterID)
+		"token", config.Token != "", "cluster-id", config.ClusterID, "websocket", config.WebSocket)
 	return n, nil
 }
 

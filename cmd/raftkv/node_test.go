@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -623,4 +624,42 @@ func TestNodeServerBounds(t *testing.T) {
 		_, ok := n.fsm.Get("slow")
 		assert.False(t, ok, "nothing was stored")
 	})
+}
+
+// TestNodeWebSocket runs three nodes started with -websocket, each reached
+// only through its own strict WebSocket-only proxy (which refuses raw
+// upgrades and checks every frame): they join, a write through a follower
+// follows its redirect to the leader's proxy, every node reads it, and the
+// followers' proxies relayed the leader's WebSocket upgrades; no proxy
+// refused one.
+func TestNodeWebSocket(t *testing.T) {
+	var proxies []*clustertest.WebSocketProxy
+	nodes := startCluster(t, 3, func(config *nodeConfig) {
+		config.WebSocket = true
+		config.Listen = clustertest.ReservedAddr(t)
+		proxy := clustertest.StartWebSocketProxy(t, config.Listen)
+		proxies = append(proxies, proxy)
+		config.Advertise = proxy.Addr()
+		if len(config.Join) > 0 {
+			config.Join = []string{proxies[0].Addr()}
+		}
+	})
+	leader := waitLeader(t, nodes)
+	follower := nodeFollowers(nodes, leader)[0]
+	require.Equal(t, proxies[slices.Index(nodes, follower)].Addr(), follower.addr(), "the node advertises its proxy")
+
+	got := do(t, newAPIClient(t, true), http.MethodPut, follower.url("/kv/k"), strings.NewReader("v"))
+	require.Equal(t, http.StatusNoContent, got.status, got.body)
+	for _, node := range nodes {
+		require.Eventually(t, func() bool {
+			return sendGet(newAPIClient(t, false), node.url("/kv/k"), http.StatusOK, "v")
+		}, waitTimeout, pollEvery, "%s reads the write", node.config.ID)
+	}
+	for i, proxy := range proxies {
+		stats := proxy.Stats()
+		if nodes[i] != leader {
+			assert.Positive(t, stats.Upgrades, "the leader's WebSocket upgrades through %s's proxy", nodes[i].config.ID)
+		}
+		assert.Zero(t, stats.Refused, "refused upgrades through %s's proxy", nodes[i].config.ID)
+	}
 }
