@@ -57,6 +57,17 @@
 // connection's first Read or Write instead of from Dial.
 // [LayerConfig.EagerHandshake] turns early data off.
 //
+// # WebSocket mode
+//
+// Some proxies forward WebSocket upgrades and no other kind (Envoy and the
+// meshes built on it, CDNs, managed load balancers). A Layer with
+// [LayerConfig.WebSocket] dials with an RFC 6455 handshake, subprotocol
+// "raft", and carries raft's stream in binary messages; every Handler
+// serves both forms on the same path, so a cluster may mix them. WebSocket
+// dials wait for the 101, as RFC 6455 requires, and cost a round trip more
+// than raw ones with early data; after that, the stream is as fast as a
+// raw one within a few percent.
+//
 // # Security
 //
 // The Handler shares the application's port, so whoever can reach the
@@ -91,5 +102,6 @@
 // data to it fails on its plain 101; the request and its body fit one TCP
 // segment (on any path that carries IPv6's minimum MTU; with TLS, the
 // record's overhead is counted), so the original node drops the body with
-// the request's buffer and its raft does not read a byte of it.
+// the request's buffer and its raft does not read a byte of it. Original
+// nodes cannot serve WebSocket mode: they answer its dial with a 400.
 package rafthttp

@@ -116,7 +116,9 @@ type HandlerConfig struct {
 // ServeMux at the path given to the [Layer]:
 //
 //   - GET with "Upgrade: raft" switches the connection to raw raft traffic,
-//     which the Layer hands to raft through Accept;
+//     which the Layer hands to raft through Accept; GET with "Upgrade:
+//     websocket" and the raft subprotocol does the same with raft's
+//     stream in WebSocket messages (see [LayerConfig.WebSocket]);
 //   - GET without an Upgrade header answers this node's view of the
 //     membership as JSON (see [Membership]);
 //   - POST ?id=ID&address=ADDR asks for ID to join the cluster (add
