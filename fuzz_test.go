@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -337,7 +338,11 @@ func handlerRefusal(status int, body []byte) bool {
 // writes them all and closes its side, then reads every answer. Whatever
 // the bytes:
 //
-//   - a 101 answers only a request that is a valid upgrade (GET of
+//   - a WebSocket 101 answers only a request that offered the raft
+//     subprotocol, selects it, and carries the accept value of the
+//     request's key; a plainly valid WebSocket upgrade
+//     (checkWebSocketRequest) is not refused;
+//   - a raw 101 answers only a request that is a valid upgrade (GET of
 //     raftPath, HTTP/1.1 or later, one Host, an Upgrade naming raft, and
 //     a body only if Rafthttp-Body announces it with its exact length, at
 //     most MaxEarlyData bytes, and it all arrived); the 101 says
@@ -419,7 +424,12 @@ func (s *fuzzServer) serveRaw(t *testing.T, input []byte) {
 		if changeProblem == "" {
 			valid = append(valid, change)
 		}
+		webSocketProblem := checkWebSocketRequest(sent, unread)
 		switch {
+		case response.StatusCode == http.StatusSwitchingProtocols && hasToken(response.Header.Values("Upgrade"), "websocket"):
+			s.checkWebSocketUpgraded(t, conn, answers, sent, response)
+			s.checkChanges(t, valid, answeredOK)
+			return
 		case response.StatusCode == http.StatusSwitchingProtocols:
 			require.Empty(t, upgradeProblem, "101 to an invalid upgrade request: %q", input)
 			s.checkUpgraded(t, conn, answers, request, response, append(body, unread...))
@@ -437,6 +447,7 @@ func (s *fuzzServer) serveRaw(t *testing.T, input []byte) {
 			// Busy, or a join that met the client's closing: valid or not.
 		case handlerRefusal(response.StatusCode, answerBody) && request.Method == http.MethodGet:
 			require.NotEmpty(t, upgradeProblem, "the Handler refused a valid upgrade request with %d %q: %q", response.StatusCode, answerBody, input)
+			require.NotEmpty(t, webSocketProblem, "the Handler refused a valid WebSocket upgrade request with %d %q: %q", response.StatusCode, answerBody, input)
 		case handlerRefusal(response.StatusCode, answerBody) && (request.Method == http.MethodPost || request.Method == http.MethodDelete):
 			require.NotEmpty(t, changeProblem, "the Handler refused a valid %s request with %d %q: %q", request.Method, response.StatusCode, answerBody, input)
 			require.Equal(t, http.StatusBadRequest, response.StatusCode, "an invalid %s request (%s): %q", request.Method, changeProblem, input)
@@ -475,6 +486,90 @@ func (s *fuzzServer) checkUpgraded(t *testing.T, conn net.Conn, answers *bufio.R
 	tail, err := io.ReadAll(answers)
 	require.NoError(t, err, "reading the client's end to the close")
 	require.Empty(t, tail, "bytes the client read after the 101")
+}
+
+// checkWebSocketUpgraded checks what follows a WebSocket 101: the request
+// offered the raft subprotocol and the 101 selects it, with the accept
+// value RFC 6455 derives from the request's key; the connection Accept
+// returns is this client's; and once the server closes it, the client
+// reads the end of the stream within testWait.
+func (s *fuzzServer) checkWebSocketUpgraded(t *testing.T, conn net.Conn, answers *bufio.Reader, sent inputRequest, response *http.Response) {
+	t.Helper()
+	request := sent.request
+	require.True(t, hasToken(request.Header.Values("Upgrade"), "websocket"), "a WebSocket 101 to a request without Upgrade: websocket")
+	require.Contains(t, strings.Split(request.Header.Get("Sec-WebSocket-Protocol"), ","), "raft", "a WebSocket 101 to a request that did not offer raft")
+	assert.Equal(t, "raft", response.Header.Get("Sec-WebSocket-Protocol"), "the subprotocol the 101 selects")
+	assert.Equal(t, acceptKey(request.Header.Get("Sec-WebSocket-Key")), response.Header.Get("Sec-WebSocket-Accept"))
+	assert.Empty(t, response.Header.Values("Sec-WebSocket-Extensions"))
+	accepted := receive(t, s.accepted, "Accept to return the upgraded connection")
+	require.Equal(t, conn.LocalAddr().String(), accepted.RemoteAddr().String(), "Accept returned another client's connection")
+	accepted.Close()
+	_, err := io.Copy(io.Discard, answers)
+	require.NotErrorIs(t, err, os.ErrDeadlineExceeded, "the client's end did not close within %v", testWait)
+}
+
+// checkWebSocketRequest says why a request is not plainly a valid
+// WebSocket upgrade that a Handler must serve, or returns "": RFC 6455's
+// handshake with the raft subprotocol and nothing behind it (rest), in
+// its plainest form. A request it finds a problem with may still be
+// served; one it finds none with must be.
+func checkWebSocketRequest(sent inputRequest, rest []byte) string {
+	request := sent.request
+	header := request.Header
+	switch {
+	case request.Method != http.MethodGet:
+		return "not a GET"
+	case request.ProtoMajor != 1 || request.ProtoMinor < 1:
+		return "not HTTP/1.1"
+	case request.URL.Path != raftPath:
+		return "not the Handler's path"
+	case sent.hosts != 1:
+		return "not one Host"
+	case len(header["Upgrade"]) != 1 || !strings.EqualFold(header.Get("Upgrade"), "websocket"):
+		return "not Upgrade: websocket alone"
+	case !plainTokenList(header["Connection"], "upgrade"):
+		return "no plain Connection: upgrade"
+	case len(header["Sec-Websocket-Version"]) != 1 || header.Get("Sec-Websocket-Version") != "13":
+		return "not Sec-WebSocket-Version: 13 alone"
+	case len(header["Sec-Websocket-Key"]) != 1 || !validWebSocketKey(header.Get("Sec-Websocket-Key")):
+		return "not one key of 16 bytes in base64"
+	case len(header["Sec-Websocket-Protocol"]) != 1 || !plainTokenList(header["Sec-Websocket-Protocol"], "raft"):
+		return "raft not plainly offered"
+	case len(header["Origin"]) != 0:
+		return "an Origin"
+	case request.ContentLength != 0 || len(request.TransferEncoding) > 0 || sent.bodyErr != nil:
+		return "a body"
+	case len(rest) > 0:
+		return "bytes behind the request"
+	}
+	return ""
+}
+
+// plainTokenList reports whether values are comma-separated lists of
+// tokens, with spaces or tabs around them and nothing else, of which one
+// is want (compared without regard to case).
+func plainTokenList(values []string, want string) bool {
+	found := false
+	for _, value := range values {
+		for element := range strings.SplitSeq(value, ",") {
+			element = strings.Trim(element, " \t")
+			if element == "" || strings.IndexFunc(element, func(r rune) bool { return !isTokenChar(r) }) >= 0 {
+				return false
+			}
+			found = found || strings.EqualFold(element, want)
+		}
+	}
+	return found
+}
+
+func isTokenChar(r rune) bool {
+	return r < 0x80 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r))
+}
+
+// validWebSocketKey reports whether key is the base64 of 16 bytes.
+func validWebSocketKey(key string) bool {
+	decoded, err := base64.StdEncoding.DecodeString(key)
+	return err == nil && len(decoded) == 16
 }
 
 // checkChanges checks the changes that reached Requests during an input:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -125,7 +126,10 @@ func (s *webSocketSocket) handshakeFailure(response *http.Response, err error, c
 // WebSocket upgrade before gorilla checks the handshake itself, and
 // returns the status and reason to refuse it with, or 0.
 func checkWebSocketUpgrade(r *http.Request) (int, string) {
-	if !headerHasToken(r.Header.Values("Sec-Websocket-Protocol"), webSocketProtocol) {
+	// Read as gorilla reads it to select the subprotocol for the 101, so
+	// that a request let through here gets "raft" selected: the first
+	// header line's list, names compared exactly.
+	if !slices.Contains(websocket.Subprotocols(r), webSocketProtocol) {
 		return http.StatusBadRequest, fmt.Sprintf("rafthttp: a WebSocket upgrade must offer the %q subprotocol (Sec-WebSocket-Protocol: %s); offered: %q",
 			webSocketProtocol, webSocketProtocol, strings.Join(r.Header.Values("Sec-Websocket-Protocol"), ", "))
 	}
@@ -161,7 +165,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusServiceUnavailable, "rafthttp: handler closed")
 		return
 	}
-	hijacker := &webSocketHijacker{ResponseWriter: w}
+	hijacker := &webSocketHijacker{ResponseWriter: w, handler: h, request: r}
 	upgrader := websocket.Upgrader{
 		// Bounds the write of the 101, as for a raw upgrade.
 		HandshakeTimeout: h.currentTimeout(),
@@ -174,14 +178,16 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		// browser's must name this host, so a page elsewhere cannot open
 		// raft connections with the user's credentials.
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
-			h.refuse(w, r, status, "rafthttp: "+reason.Error())
+			if !hijacker.hijacked {
+				h.refuse(w, r, status, "rafthttp: "+reason.Error())
+			}
 		},
 	}
 	ws, err := upgrader.Upgrade(hijacker, r, nil)
 	if err != nil {
 		h.releaseSlot()
 		if hijacker.socket != nil {
-			// Past the hijack no answer can be sent: gorilla closed the
+			// The 101 could not be written: gorilla closed the
 			// connection.
 			h.logger.Warn("WebSocket upgrade failed after hijacking", "remote-address", r.RemoteAddr, "path", r.URL.Path, "error", err)
 		}
@@ -196,10 +202,23 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 // webSocketSocket). It finds Hijack as the Handler does for a raw
 // upgrade, through middleware that implements Unwrap, which gorilla's own
 // type assertion would miss.
+//
+// A client that sent bytes behind its request, before the 101, breaks RFC
+// 6455, and gorilla would drop the connection without a word; it gets a
+// 400 saying why instead.
 type webSocketHijacker struct {
 	http.ResponseWriter
-	socket *webSocketSocket
+	handler *Handler
+	request *http.Request
+	// hijacked: the connection is taken, and no answer can go through the
+	// ResponseWriter any more; socket is set if it went to gorilla.
+	hijacked bool
+	socket   *webSocketSocket
 }
+
+// errDataBeforeHandshake fails a hijack whose client did not wait for the
+// 101; the client has had its 400.
+var errDataBeforeHandshake = errors.New("the client sent data before the 101")
 
 func (h *webSocketHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
@@ -208,6 +227,12 @@ func (h *webSocketHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			err = errors.New("cannot take over this connection: the ResponseWriter does not support hijacking (HTTP/2, or a middleware that hides http.Hijacker without an Unwrap method)")
 		}
 		return nil, nil, err
+	}
+	h.hijacked = true
+	if rw.Reader.Buffered() > 0 {
+		h.handler.refuseHijacked(conn, h.request, http.StatusBadRequest,
+			"rafthttp: bytes arrived behind a WebSocket upgrade request: a WebSocket client sends nothing before the 101")
+		return nil, nil, errDataBeforeHandshake
 	}
 	h.socket = newWebSocketSocket(conn)
 	return h.socket, rw, nil

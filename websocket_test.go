@@ -131,6 +131,8 @@ func TestWebSocketHandlerRefusals(t *testing.T) {
 	}{
 		{name: "no subprotocol", drop: []string{"Sec-WebSocket-Protocol"}, status: 400, reason: `must offer the "raft" subprotocol`},
 		{name: "another subprotocol", drop: []string{"Sec-WebSocket-Protocol"}, extra: []string{"Sec-WebSocket-Protocol: chat, superchat"}, status: 400, reason: `offered: "chat, superchat"`},
+		{name: "a versioned subprotocol", drop: []string{"Sec-WebSocket-Protocol"}, extra: []string{"Sec-WebSocket-Protocol: raft/2"}, status: 400, reason: `must offer the "raft" subprotocol`},
+		{name: "subprotocol on a second line", drop: []string{"Sec-WebSocket-Protocol"}, extra: []string{"Sec-WebSocket-Protocol: chat", "Sec-WebSocket-Protocol: raft"}, status: 400, reason: `must offer the "raft" subprotocol`},
 		{name: "no key", drop: []string{"Sec-WebSocket-Key"}, status: 400, reason: "Sec-WebSocket-Key"},
 		{name: "short key", drop: []string{"Sec-WebSocket-Key"}, extra: []string{"Sec-WebSocket-Key: c2hvcnQ="}, status: 400, reason: "Sec-WebSocket-Key"},
 		{name: "version 8", drop: []string{"Sec-WebSocket-Version"}, extra: []string{"Sec-WebSocket-Version: 8"}, status: 400, reason: "version"},
@@ -155,6 +157,21 @@ func TestWebSocketHandlerRefusals(t *testing.T) {
 			assert.True(t, strings.HasPrefix(string(body), "rafthttp: "), "the Handler's own refusal: %q", body)
 		})
 	}
+	server.requireNextAccepted(t)
+}
+
+// TestWebSocketDataBeforeHandshake: a client that sends frames behind its
+// request, without waiting for the 101, breaks RFC 6455 and gets a 400
+// saying so, not a dropped connection; nothing reaches Accept.
+func TestWebSocketDataBeforeHandshake(t *testing.T) {
+	server := startServer(t, serverOptions{})
+	conn := server.dialRaw(t)
+	write(t, conn, server.webSocketHead(nil)+string(appendFrame(nil, opBinary, []byte("too soon"), true)))
+	response, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(response.Body)
+	assert.Equal(t, http.StatusBadRequest, response.StatusCode)
+	assert.Contains(t, string(body), "sends nothing before the 101")
 	server.requireNextAccepted(t)
 }
 
