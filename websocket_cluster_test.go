@@ -3,6 +3,7 @@
 package rafthttp_test
 
 import (
+	"context"
 	"fmt"
 	"log"
 	"net"
@@ -28,8 +29,9 @@ import (
 // httputil.ReverseProxy, and a strict proxy that forwards WebSocket
 // upgrades alone and checks every frame it relays. Through each, the nodes
 // join, the leader replicates, another node takes over when the leader
-// stops, and the old leader, restarted after the log was compacted past
-// what it has, catches up from a snapshot.
+// stops, the old leader, restarted after the log was compacted past what
+// it has, catches up from a snapshot, a node reads the membership view,
+// and a follower leaves.
 func TestWebSocketClusterThroughProxies(t *testing.T) {
 	for _, kind := range []string{"nginx", "httputil", "strict"} {
 		t.Run(kind, func(t *testing.T) {
@@ -83,6 +85,17 @@ func TestWebSocketClusterThroughProxies(t *testing.T) {
 				return nil
 			})
 			assert.Equal(t, want, restarted.FSM.Commands())
+
+			// The membership view and a leave, through the proxies.
+			leader := cluster.Leader()
+			members, err := restarted.Layer.Members(context.Background(), raft.ServerAddress(leader.Addr))
+			require.NoError(t, err)
+			require.NotNil(t, members.Leader)
+			assert.Equal(t, raft.ServerAddress(leader.Addr), members.Leader.Address)
+			leaving := cluster.Followers()[0]
+			require.NoError(t, leaving.Layer.Leave(leaving.ID, raft.ServerAddress(leader.Addr), clustertest.WaitTimeout))
+			leaving.Stop()
+			requireVoters(t, cluster.Running()...)
 
 			if kind == "strict" {
 				var requests int
@@ -187,4 +200,18 @@ func startReverseProxy(t testing.TB, backend string) string {
 		<-done
 	})
 	return listener.Addr().String()
+}
+
+// TestWebSocketClusterTLS runs a cluster in WebSocket mode over mutual
+// TLS, whose servers enable HTTP/2: the handshake runs inside the TLS
+// connection NewDialTLS makes, with ALPN http/1.1.
+func TestWebSocketClusterTLS(t *testing.T) {
+	options := clustertest.NewCA(t).Options(true)
+	options.Layer = func(config *rafthttp.LayerConfig) { config.WebSocket = true }
+	cluster := clustertest.Start(t, 3, options)
+	requireVoters(t, cluster.Nodes...)
+	cluster.Apply("over tls")
+	for _, node := range cluster.Nodes {
+		assert.Equal(t, []string{"over tls"}, node.FSM.Commands(), "FSM of %s", node.ID)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -521,4 +522,67 @@ func TestWebSocketLayerCloseEndsConns(t *testing.T) {
 		assert.Equal(t, http.StatusServiceUnavailable, status.StatusCode)
 	}
 	assert.False(t, errors.Is(err, rafthttp.ErrClosed), "the client Layer is open")
+}
+
+// TestWebSocketHandlerAnswer upgrades by hand, offering a compression
+// extension as browsers do, and checks the Handler's side on the wire: a
+// 101 that selects raft, carries the accept value of the key and enables
+// no extension; raft's bytes in the client's masked frames reach Accept,
+// and the accepted end's writes arrive in unmasked binary frames; a ping
+// is answered with a pong carrying its payload; a close frame from the
+// client reads as the end of the stream and is answered with a close
+// frame.
+func TestWebSocketHandlerAnswer(t *testing.T) {
+	server := startServer(t, serverOptions{})
+	conn := server.dialRaw(t)
+	write(t, conn, server.webSocketHead(nil, "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"))
+	reader := bufio.NewReader(conn)
+	response, err := http.ReadResponse(reader, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, response.StatusCode)
+	assert.Equal(t, "websocket", response.Header.Get("Upgrade"))
+	assert.Equal(t, "Upgrade", response.Header.Get("Connection"))
+	assert.Equal(t, acceptKey("dGhlIHNhbXBsZSBub25jZQ=="), response.Header.Get("Sec-WebSocket-Accept"))
+	assert.Equal(t, "raft", response.Header.Get("Sec-WebSocket-Protocol"))
+	assert.Empty(t, response.Header.Values("Sec-WebSocket-Extensions"), "no extension enabled")
+
+	write(t, conn, string(appendFrame(nil, opBinary, []byte("raft's request"), true)))
+	accepted := server.accept(t)
+	assert.Equal(t, "raft's request", readFull(t, accepted, len("raft's request")))
+	write(t, accepted, "raft's answer")
+	f, err := readFrame(reader)
+	require.NoError(t, err)
+	assert.Equal(t, frame{fin: true, opcode: opBinary, payload: []byte("raft's answer")}, f, "an unmasked final binary frame")
+
+	// The accepted end answers control frames while raft reads it.
+	reading := readAsync(accepted, len("more"))
+	write(t, conn, string(appendFrame(appendFrame(nil, opPing, []byte("ping payload"), true), opBinary, []byte("more"), true)))
+	f, err = readFrame(reader)
+	require.NoError(t, err)
+	assert.Equal(t, frame{fin: true, opcode: opPong, payload: []byte("ping payload")}, f)
+	assert.Equal(t, "more", receive(t, reading, "the bytes after the ping").data)
+
+	reading = readAsync(accepted, 1)
+	write(t, conn, string(appendFrame(nil, opClose, closePayload(1001, "going away"), true)))
+	assert.Equal(t, io.EOF, receive(t, reading, "the read after the close frame").err)
+	f, err = readFrame(reader)
+	require.NoError(t, err)
+	assert.Equal(t, byte(opClose), f.opcode, "the close frame answered")
+}
+
+// TestWebSocketUsesLayerDial: a WebSocket handshake runs over the
+// connection the Layer's own Dial makes, as a raw one does: every dial
+// goes through it.
+func TestWebSocketUsesLayerDial(t *testing.T) {
+	server := startServer(t, serverOptions{})
+	var dials atomic.Int32
+	client := webSocketLayer(t, rafthttp.LayerConfig{Dial: func(addr string, timeout time.Duration) (net.Conn, error) {
+		dials.Add(1)
+		return rafthttp.NewDialTCP()(addr, timeout)
+	}})
+	for range 3 {
+		dialed, accepted := server.connect(t, client)
+		exchange(t, dialed, accepted)
+	}
+	assert.Equal(t, int32(3), dials.Load())
 }
