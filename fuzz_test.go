@@ -514,17 +514,11 @@ func (s *fuzzServer) checkWebSocketUpgraded(t *testing.T, conn net.Conn, answers
 // its plainest form. A request it finds a problem with may still be
 // served; one it finds none with must be.
 func checkWebSocketRequest(sent inputRequest, rest []byte) string {
-	request := sent.request
-	header := request.Header
+	if problem := checkUpgradeTarget(sent); problem != "" {
+		return problem
+	}
+	header := sent.request.Header
 	switch {
-	case request.Method != http.MethodGet:
-		return "not a GET"
-	case request.ProtoMajor != 1 || request.ProtoMinor < 1:
-		return "not HTTP/1.1"
-	case request.URL.Path != raftPath:
-		return "not the Handler's path"
-	case sent.hosts != 1:
-		return "not one Host"
 	case len(header["Upgrade"]) != 1 || !strings.EqualFold(header.Get("Upgrade"), "websocket"):
 		return "not Upgrade: websocket alone"
 	case !plainTokenList(header["Connection"], "upgrade"):
@@ -537,7 +531,7 @@ func checkWebSocketRequest(sent inputRequest, rest []byte) string {
 		return "raft not plainly offered"
 	case len(header["Origin"]) != 0:
 		return "an Origin"
-	case request.ContentLength != 0 || len(request.TransferEncoding) > 0 || sent.bodyErr != nil:
+	case sent.request.ContentLength != 0 || len(sent.request.TransferEncoding) > 0 || sent.bodyErr != nil:
 		return "a body"
 	case len(rest) > 0:
 		return "bytes behind the request"
@@ -631,10 +625,9 @@ func readInputRequest(input []byte) (inputRequest, []byte) {
 	return sent, input[len(input)-source.Len()-reader.Buffered():]
 }
 
-// checkUpgradeRequest says why a request is not a valid upgrade to raft,
-// or returns "": it is the protocol of DESIGN.md, read without the
-// Handler's code.
-func checkUpgradeRequest(sent inputRequest) string {
+// checkUpgradeTarget says why a request cannot be an upgrade of either
+// form, whatever its Upgrade header, or returns "".
+func checkUpgradeTarget(sent inputRequest) string {
 	request := sent.request
 	switch {
 	case request.Method != http.MethodGet:
@@ -645,6 +638,19 @@ func checkUpgradeRequest(sent inputRequest) string {
 		return "not the Handler's path"
 	case sent.hosts != 1:
 		return "not one Host"
+	}
+	return ""
+}
+
+// checkUpgradeRequest says why a request is not a valid upgrade to raft,
+// or returns "": it is the protocol of DESIGN.md, read without the
+// Handler's code.
+func checkUpgradeRequest(sent inputRequest) string {
+	if problem := checkUpgradeTarget(sent); problem != "" {
+		return problem
+	}
+	request := sent.request
+	switch {
 	case !hasToken(request.Header.Values("Upgrade"), "raft"):
 		return "no Upgrade: raft"
 	case sent.bodyErr != nil:

@@ -383,15 +383,7 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		delivered = h.serveEarlyData(w, r)
 		return
 	}
-	if status, reason := h.reserveSlot(r.Context()); status != 0 {
-		h.refuse(w, r, status, reason)
-		return
-	}
-	if h.ctx.Err() != nil {
-		// Checked again so that a Close racing the reservation still gets
-		// an HTTP refusal rather than a 101 and a dropped socket.
-		h.releaseSlot()
-		h.refuse(w, r, http.StatusServiceUnavailable, "rafthttp: handler closed")
+	if !h.takeSlot(w, r) {
 		return
 	}
 	conn, rw, ok := h.hijack(w, r)
@@ -400,6 +392,24 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	delivered = h.switchProtocols(conn, rw.Reader, r, nil)
+}
+
+// takeSlot reserves a backlog slot for an upgrade about to be answered
+// with a 101, waiting as reserveSlot does, or refuses the request and
+// reports false.
+func (h *Handler) takeSlot(w http.ResponseWriter, r *http.Request) bool {
+	if status, reason := h.reserveSlot(r.Context()); status != 0 {
+		h.refuse(w, r, status, reason)
+		return false
+	}
+	if h.ctx.Err() != nil {
+		// Checked again so that a Close racing the reservation still gets
+		// an HTTP refusal rather than a 101 and a dropped socket.
+		h.releaseSlot()
+		h.refuse(w, r, http.StatusServiceUnavailable, "rafthttp: handler closed")
+		return false
+	}
+	return true
 }
 
 // admitUpgrade takes what an upgrade in progress holds: a pending-upgrade

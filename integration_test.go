@@ -490,17 +490,24 @@ func TestClusterInstallSnapshot(t *testing.T) {
 	require.NoError(t, cluster.Leader().Raft.Snapshot().Error())
 
 	restarted := cluster.Restart(follower)
+	requireCaughtUpFromSnapshot(t, restarted, append([]string{"before"}, want...))
+}
+
+// requireCaughtUpFromSnapshot waits until node's FSM holds the commands
+// in want, and node has a snapshot: it caught up from one the leader sent.
+func requireCaughtUpFromSnapshot(t *testing.T, node *clustertest.Node, want []string) {
+	t.Helper()
 	clustertest.Eventually(t, func() error {
-		if got := len(restarted.FSM.Commands()); got != len(want)+1 {
-			return fmt.Errorf("%s has %d commands, want %d", restarted.ID, got, len(want)+1)
+		if got := len(node.FSM.Commands()); got != len(want) {
+			return fmt.Errorf("%s has %d commands, want %d", node.ID, got, len(want))
 		}
 		// raft records the snapshot a moment after the FSM restored it.
-		if index := restarted.Raft.Stats()["last_snapshot_index"]; index == "0" {
-			return fmt.Errorf("%s has all the commands but no snapshot: it did not catch up from one", restarted.ID)
+		if index := node.Raft.Stats()["last_snapshot_index"]; index == "0" {
+			return fmt.Errorf("%s has all the commands but no snapshot: it did not catch up from one", node.ID)
 		}
 		return nil
 	})
-	assert.Equal(t, append([]string{"before"}, want...), restarted.FSM.Commands())
+	assert.Equal(t, want, node.FSM.Commands())
 }
 
 // TestClusterJoinRetriesWhileTargetRestarts sends a join to a node that is

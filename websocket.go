@@ -156,13 +156,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	delivered := false
 	defer func() { h.finishUpgrade(delivered) }()
-	if status, reason := h.reserveSlot(r.Context()); status != 0 {
-		h.refuse(w, r, status, reason)
-		return
-	}
-	if h.ctx.Err() != nil {
-		h.releaseSlot()
-		h.refuse(w, r, http.StatusServiceUnavailable, "rafthttp: handler closed")
+	if !h.takeSlot(w, r) {
 		return
 	}
 	hijacker := &webSocketHijacker{ResponseWriter: w, handler: h, request: r}

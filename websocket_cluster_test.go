@@ -75,16 +75,7 @@ func TestWebSocketClusterThroughProxies(t *testing.T) {
 			}
 			require.NoError(t, cluster.Leader().Raft.Snapshot().Error())
 			restarted := cluster.Restart(old)
-			clustertest.Eventually(t, func() error {
-				if got := len(restarted.FSM.Commands()); got != len(want) {
-					return fmt.Errorf("%s has %d commands, want %d", restarted.ID, got, len(want))
-				}
-				if index := restarted.Raft.Stats()["last_snapshot_index"]; index == "0" {
-					return fmt.Errorf("%s has every command but no snapshot: it did not catch up from one", restarted.ID)
-				}
-				return nil
-			})
-			assert.Equal(t, want, restarted.FSM.Commands())
+			requireCaughtUpFromSnapshot(t, restarted, want)
 
 			// The membership view and a leave, through the proxies.
 			leader := cluster.Leader()
