@@ -158,7 +158,7 @@ func (u *upgrader) dialUpgrade(ctx context.Context, deadline time.Time, addr str
 		upgraded, step, err := u.upgradeWebSocket(ctx, conn, addr, deadline)
 		if err != nil {
 			conn.Close()
-			return nil, &UpgradeError{Addr: addr, Step: step, Err: err}
+			return nil, &UpgradeError{Addr: addr, Step: step, Err: err, hint: originalNodeHint(err)}
 		}
 		return upgraded, nil
 	}

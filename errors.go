@@ -98,6 +98,17 @@ func (e *UpgradeError) Error() string {
 	return text
 }
 
+// originalNodeHint explains a WebSocket upgrade refused with 400 by
+// something that is not a rafthttp Handler: a node running the original
+// package answers any upgrade but raw ones so.
+func originalNodeHint(err error) string {
+	var status *StatusError
+	if !errors.As(err, &status) || strings.HasPrefix(status.Body, "rafthttp:") || status.StatusCode != http.StatusBadRequest {
+		return ""
+	}
+	return "the refusal is not a rafthttp Handler's: a node running the original package cannot serve WebSocket mode; dial it without LayerConfig.WebSocket"
+}
+
 // webSocketOnlyHint explains a raw upgrade refused by something that is
 // not a rafthttp Handler, whose refusals all start "rafthttp:", with a
 // status a proxy gives an upgrade it does not forward: Envoy's 403 with

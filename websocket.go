@@ -3,10 +3,12 @@ package rafthttp
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -50,7 +52,8 @@ var webSocketBuffers = &sync.Pool{}
 
 // upgradeWebSocket performs a WebSocket handshake on conn, under the
 // deadline and ctx as upgrade does, and returns the connection to give
-// raft, or the failed step and its error. It does not close conn.
+// raft, or the failed step and its error. On failure conn may be closed
+// already (gorilla closes it on most errors); the caller closes it again.
 func (u *upgrader) upgradeWebSocket(ctx context.Context, conn net.Conn, addr string, deadline time.Time) (_ net.Conn, step UpgradeStep, err error) {
 	// A zero deadline clears any the Dial may have left.
 	if err := conn.SetDeadline(deadline); err != nil {
@@ -74,7 +77,10 @@ func (u *upgrader) upgradeWebSocket(ctx context.Context, conn net.Conn, addr str
 		WriteBufferSize: webSocketWriteBuffer,
 		WriteBufferPool: webSocketBuffers,
 	}
-	ws, response, err := dialer.DialContext(context.Background(), "ws://"+addr+u.path, u.header)
+	// url.URL escapes what a URL cannot hold as it is, such as the % of
+	// an IPv6 zone ("[fe80::1%eth0]:8080"), which gorilla unescapes.
+	target := (&url.URL{Scheme: "ws", Host: addr}).String() + u.path
+	ws, response, err := dialer.DialContext(context.Background(), target, u.header)
 	if err != nil {
 		step, err := socket.handshakeFailure(response, err, u.clusterID)
 		if step != StepStatus {
@@ -126,6 +132,18 @@ func (s *webSocketSocket) handshakeFailure(response *http.Response, err error, c
 // WebSocket upgrade before gorilla checks the handshake itself, and
 // returns the status and reason to refuse it with, or 0.
 func checkWebSocketUpgrade(r *http.Request) (int, string) {
+	// The handshake itself, which gorilla checks again, is checked here
+	// first so that a malformed one is refused at once, before it takes
+	// a place among the pending upgrades or waits for the backlog.
+	switch {
+	case !websocket.IsWebSocketUpgrade(r):
+		return http.StatusBadRequest, "rafthttp: a WebSocket upgrade needs Connection: Upgrade"
+	case !headerHasToken(r.Header.Values("Sec-Websocket-Version"), "13"):
+		return http.StatusBadRequest, fmt.Sprintf("rafthttp: unsupported WebSocket version %q: only 13 is served (Sec-WebSocket-Version)",
+			strings.Join(r.Header.Values("Sec-Websocket-Version"), ", "))
+	case !validWebSocketKey(r.Header.Get("Sec-Websocket-Key")):
+		return http.StatusBadRequest, "rafthttp: a WebSocket upgrade needs a Sec-WebSocket-Key of 16 bytes in base64"
+	}
 	// Read as gorilla reads it to select the subprotocol for the 101, so
 	// that a request let through here gets "raft" selected: the first
 	// header line's list, names compared exactly.
@@ -142,10 +160,21 @@ func checkWebSocketUpgrade(r *http.Request) (int, string) {
 	return 0, ""
 }
 
+// validWebSocketKey reports whether key is a Sec-WebSocket-Key: the
+// base64 of 16 bytes.
+func validWebSocketKey(key string) bool {
+	decoded, err := base64.StdEncoding.DecodeString(key)
+	return err == nil && len(decoded) == 16
+}
+
 // serveWebSocket serves a WebSocket upgrade: the same checks, bounds and
 // queue as a raw upgrade, with gorilla writing the 101 on the connection
 // the Handler hijacks.
 func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	// Every refusal names the version served, as RFC 6455 section 4.4
+	// asks of one that refuses another version; the 101 is written after
+	// the hijack and does not carry it.
+	w.Header().Set("Sec-Websocket-Version", "13")
 	if status, reason := checkWebSocketUpgrade(r); status != 0 {
 		h.refuse(w, r, status, reason)
 		return

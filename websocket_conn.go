@@ -16,8 +16,11 @@ import (
 // closeFrameTimeout bounds the write of the close frame that Close sends.
 // It goes out at once when the socket's send buffer has room; when it has
 // none, the peer is not reading, and waiting longer would only hold up
-// Close, which on a raw connection never waits.
-const closeFrameTimeout = 50 * time.Millisecond
+// Close, which on a raw connection never waits, and Layer.Close, which
+// closes its connections one after another. A close frame that does not
+// go is no loss: the peer reads the connection's end between messages as
+// the end of the stream all the same.
+const closeFrameTimeout = 5 * time.Millisecond
 
 // normalClosure is the payload of the close frame Close sends.
 var normalClosure = websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
@@ -34,8 +37,9 @@ var errPeerClosed = errors.New("the peer closed the WebSocket connection")
 //
 // It behaves as a raw connection would where raft can tell:
 //   - a close frame with status 1000 or 1001 or none, or the connection
-//     ending between messages, reads as io.EOF, as a peer's FIN does; a
-//     connection cut inside a message reads as io.ErrUnexpectedEOF;
+//     ending between messages (or inside the header of a message's first
+//     frame), reads as io.EOF, as a peer's FIN does; a connection cut
+//     inside a message reads as io.ErrUnexpectedEOF;
 //   - a deadline that passes fails the blocked or next call with an error
 //     that is a net.Error whose Timeout is true and that matches
 //     os.ErrDeadlineExceeded, and setting one unblocks a call in progress;
@@ -47,8 +51,9 @@ var errPeerClosed = errors.New("the peer closed the WebSocket connection")
 // short cannot be resumed. raft closes a connection after any error, so it
 // never sees this.
 //
-// Pings are answered with pongs by the reader, and a close frame with a
-// close frame; Close sends one (see closeFrameTimeout).
+// Pings are answered with pongs by the reader, under the caller's write
+// deadline as raft's own writes are (see answerPing), and a close frame
+// with a close frame; Close sends one (see closeFrameTimeout).
 type webSocketConn struct {
 	ws     *websocket.Conn
 	socket *webSocketSocket
@@ -61,10 +66,28 @@ type webSocketConn struct {
 	writeErr error // once set, every Write returns it
 
 	closed atomic.Bool
+	// refused is why this end closed the connection on the peer, having
+	// read something raft's stream cannot hold; nil if it did not.
+	refused atomic.Pointer[error]
 }
 
 func newWebSocketConn(ws *websocket.Conn, socket *webSocketSocket) *webSocketConn {
-	return &webSocketConn{ws: ws, socket: socket}
+	c := &webSocketConn{ws: ws, socket: socket}
+	ws.SetPingHandler(c.answerPing)
+	return c
+}
+
+// answerPing answers a ping with a pong carrying its payload. gorilla's
+// own handler gives the pong a second, taken before it waits for the
+// write side: a pong that waits behind a frame of a large raft write and
+// then finds the socket full would time out, and a timed-out write fails
+// the write side for good, under a raft write that set no deadline. This
+// one sets no deadline of its own, so the caller's write deadline bounds
+// it, as it bounds raft's writes. A pong that cannot be sent fails
+// neither direction by itself: the write side finds out on its own.
+func (c *webSocketConn) answerPing(payload string) error {
+	c.ws.WriteControl(websocket.PongMessage, []byte(payload), time.Time{})
+	return nil
 }
 
 func (c *webSocketConn) Read(p []byte) (int, error) {
@@ -87,10 +110,11 @@ func (c *webSocketConn) Read(p []byte) (int, error) {
 				continue
 			}
 			if kind != websocket.BinaryMessage {
+				c.readErr = errors.New("rafthttp: the peer sent a WebSocket text message: raft's stream travels in binary messages")
+				c.refused.Store(&c.readErr)
 				c.ws.WriteControl(websocket.CloseMessage,
 					websocket.FormatCloseMessage(websocket.CloseUnsupportedData, "raft's stream travels in binary messages"),
 					time.Now().Add(closeFrameTimeout))
-				c.readErr = fmt.Errorf("rafthttp: the peer sent a WebSocket text message: raft's stream travels in binary messages")
 				continue
 			}
 			c.reader = reader
@@ -164,6 +188,8 @@ func (c *webSocketConn) Write(p []byte) (int, error) {
 		switch {
 		case c.closed.Load():
 			err = c.opError("write", net.ErrClosed)
+		case errors.Is(err, websocket.ErrCloseSent) && c.refused.Load() != nil:
+			err = c.opError("write", fmt.Errorf("the connection was closed on the peer: %w", *c.refused.Load()))
 		case errors.Is(err, websocket.ErrCloseSent):
 			err = c.opError("write", errPeerClosed)
 		default:
@@ -227,7 +253,7 @@ type webSocketSocket struct {
 	callerDeadline time.Time // the caller's write deadline
 	ownDeadline    time.Time // gorilla's, for the frame it writes
 
-	wrote        atomic.Bool
+	wrote        atomic.Bool // a write went out whole: the handshake's request did
 	readMu       sync.Mutex
 	firstReadErr error
 }
@@ -269,7 +295,7 @@ func earlier(a, b time.Time) time.Time {
 
 func (s *webSocketSocket) Write(p []byte) (int, error) {
 	n, err := s.Conn.Write(p)
-	if n > 0 {
+	if err == nil {
 		s.wrote.Store(true)
 	}
 	return n, err

@@ -3,6 +3,7 @@ package rafthttp_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rafthttp/rafthttp"
+	"github.com/rafthttp/rafthttp/internal/clustertest"
 )
 
 // TestWebSocketDialHandshake checks the request a Layer in WebSocket mode
@@ -156,6 +158,7 @@ func TestWebSocketHandlerRefusals(t *testing.T) {
 			assert.Equal(t, tt.status, response.StatusCode, "status; body %q", body)
 			assert.Contains(t, strings.ToLower(string(body)), strings.ToLower(tt.reason))
 			assert.True(t, strings.HasPrefix(string(body), "rafthttp: "), "the Handler's own refusal: %q", body)
+			assert.Equal(t, "13", response.Header.Get("Sec-WebSocket-Version"), "the version served (RFC 6455 section 4.4)")
 		})
 	}
 	server.requireNextAccepted(t)
@@ -231,7 +234,7 @@ func TestWebSocketDialFailures(t *testing.T) {
 			// What a node running the original package answers.
 			name:   "original node",
 			answer: func(string) string { return plainAnswer(400, "missing or invalid upgrade header") },
-			step:   rafthttp.StepStatus, want: "400 Bad Request: missing or invalid upgrade header",
+			step:   rafthttp.StepStatus, want: "400 Bad Request: missing or invalid upgrade header (the refusal is not a rafthttp Handler's: a node running the original package cannot serve WebSocket mode",
 		},
 		{
 			name:   "no subprotocol selected",
@@ -352,6 +355,10 @@ func TestWebSocketControlFrames(t *testing.T) {
 		f := receive(t, answered, "the close frame")
 		assert.Equal(t, byte(opClose), f.opcode)
 		assert.Equal(t, closePayload(1003, "raft's stream travels in binary messages"), f.payload)
+		_, err := conn.Write([]byte("x"))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "closed on the peer", "this end closed the connection, not the peer")
+		assert.Contains(t, err.Error(), "text message")
 	})
 
 	t.Run("close", func(t *testing.T) {
@@ -585,4 +592,159 @@ func TestWebSocketUsesLayerDial(t *testing.T) {
 		exchange(t, dialed, accepted)
 	}
 	assert.Equal(t, int32(3), dials.Load())
+}
+
+// TestWebSocketRefusesMalformedHandshakeAtOnce: a malformed WebSocket
+// handshake is refused before it waits for room in a full backlog, as a
+// malformed raw upgrade is.
+func TestWebSocketRefusesMalformedHandshakeAtOnce(t *testing.T) {
+	server := startServer(t, serverOptions{config: rafthttp.HandlerConfig{Backlog: 1, Timeout: longTimeout}})
+	server.upgrade(t) // fills the backlog: nothing accepts it
+	conn := server.dialRaw(t)
+	write(t, conn, server.webSocketHead([]string{"Sec-WebSocket-Key"}))
+	response := readResponse(t, bufio.NewReader(conn), http.MethodGet)
+	assert.Equal(t, http.StatusBadRequest, response.status, response.body)
+	assert.Contains(t, response.body, "Sec-WebSocket-Key")
+}
+
+// TestWebSocketHandlerBounds: WebSocket upgrades count against MaxConns as
+// raw ones do, refused with 503 before any 101 past it, and a WebSocket
+// connection closed gives its place back.
+func TestWebSocketHandlerBounds(t *testing.T) {
+	server := startServer(t, serverOptions{config: rafthttp.HandlerConfig{MaxConns: 2}})
+	client := webSocketLayer(t, rafthttp.LayerConfig{})
+	first, firstAccepted := server.connect(t, client)
+	server.connect(t, client)
+
+	_, err := client.Dial(server.raftAddr(), testWait)
+	var status *rafthttp.StatusError
+	require.ErrorAs(t, err, &status)
+	assert.Equal(t, http.StatusServiceUnavailable, status.StatusCode)
+	assert.Contains(t, status.Body, "2 raft connections already open")
+
+	exchange(t, first, firstAccepted)
+	require.NoError(t, firstAccepted.Close())
+	dialed, accepted := server.connect(t, client)
+	exchange(t, dialed, accepted)
+}
+
+// TestWebSocketDialCanceled: canceling a DialContext, or closing the Layer,
+// while the WebSocket handshake waits for its answer ends the dial at once
+// with the cause, and closes its connection.
+func TestWebSocketDialCanceled(t *testing.T) {
+	closed := make(chan error, 4)
+	addr, requests := webSocketPeer(t, func(_ net.Conn, reader *bufio.Reader, _ webSocketRequest) {
+		closed <- awaitClosed(reader)
+	})
+	for _, how := range []string{"cancel", "close"} {
+		t.Run(how, func(t *testing.T) {
+			layer := webSocketLayer(t, rafthttp.LayerConfig{})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			dialed := make(chan error, 1)
+			go func() {
+				_, err := layer.DialContext(ctx, raft.ServerAddress(addr))
+				dialed <- err
+			}()
+			receive(t, requests, "the handshake")
+			if how == "cancel" {
+				cancel()
+			} else {
+				require.NoError(t, layer.Close())
+			}
+			err := receive(t, dialed, "the dial to end")
+			if how == "cancel" {
+				assert.ErrorIs(t, err, context.Canceled)
+			} else {
+				assert.ErrorIs(t, err, rafthttp.ErrClosed)
+			}
+			var upgradeErr *rafthttp.UpgradeError
+			require.ErrorAs(t, err, &upgradeErr)
+			assert.Equal(t, rafthttp.StepReadResponse, upgradeErr.Step)
+			assert.NoError(t, receive(t, closed, "the dial's connection to close"))
+		})
+	}
+}
+
+// TestWebSocketDialWriteFails: a request cut short by the connection
+// fails the dial at the step that writes it.
+func TestWebSocketDialWriteFails(t *testing.T) {
+	server := startServer(t, serverOptions{})
+	layer := webSocketLayer(t, rafthttp.LayerConfig{Dial: func(addr string, timeout time.Duration) (net.Conn, error) {
+		conn, err := rafthttp.NewDialTCP()(addr, timeout)
+		if err != nil {
+			return nil, err
+		}
+		recording := newRecordingConn(conn)
+		recording.failWrite = true
+		return recording, nil
+	}})
+	_, err := layer.Dial(server.raftAddr(), testWait)
+	upgradeErr := requireUpgradeError(t, err, server.addr())
+	assert.Equal(t, rafthttp.StepWriteRequest, upgradeErr.Step)
+	assert.ErrorIs(t, err, errInjected)
+}
+
+// TestWebSocketThroughMiddleware: a WebSocket upgrade finds Hijack through
+// middleware that implements Unwrap, as a raw one does; through one that
+// hides it, it is refused with 500 saying why, and gives its backlog slot
+// back.
+func TestWebSocketThroughMiddleware(t *testing.T) {
+	wrap := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Opaque-Writer") != "" {
+				next.ServeHTTP(opaqueWriter{w}, r)
+				return
+			}
+			next.ServeHTTP(unwrappingWriter{w}, r)
+		})
+	}
+	server := startServer(t, serverOptions{config: rafthttp.HandlerConfig{Backlog: 1, Timeout: shortTimeout}, wrap: wrap})
+	for range 2 {
+		conn := server.dialRaw(t)
+		write(t, conn, server.webSocketHead(nil, "X-Opaque-Writer: 1"))
+		response := readResponse(t, bufio.NewReader(conn), http.MethodGet)
+		require.Equal(t, http.StatusInternalServerError, response.status, response.body)
+		assert.Contains(t, response.body, "hijack")
+	}
+	dialed, accepted := server.connect(t, webSocketLayer(t, rafthttp.LayerConfig{}))
+	exchange(t, dialed, accepted)
+}
+
+// TestWebSocketDialZonedIPv6: an IPv6 address with a zone, which a URL
+// must escape, dials in WebSocket mode as in raw mode.
+func TestWebSocketDialZonedIPv6(t *testing.T) {
+	listener, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	zone := loopbackInterface(t)
+	handler := rafthttp.NewHandlerWithLogger(clustertest.DebugLogger(t, "handler"))
+	server := &http.Server{Handler: handler, ReadHeaderTimeout: testWait}
+	go server.Serve(listener)
+	t.Cleanup(func() { server.Close() })
+	serving := newLayer(t, rafthttp.LayerConfig{Addr: listener.Addr(), Handler: handler})
+	port := listener.Addr().(*net.TCPAddr).Port
+	addr := fmt.Sprintf("[::1%%%s]:%d", zone, port)
+	for _, layer := range []*rafthttp.Layer{eagerLayer(t, nil), webSocketLayer(t, rafthttp.LayerConfig{})} {
+		dialed := dialConn(t, layer, addr, testWait)
+		accepted := receive(t, acceptAsync(serving.Accept), "the accepted connection")
+		require.NoError(t, accepted.err)
+		exchange(t, dialed, accepted.conn)
+		accepted.conn.Close()
+	}
+}
+
+// loopbackInterface names the loopback interface, which an IPv6 zone on
+// ::1 may name.
+func loopbackInterface(t *testing.T) string {
+	interfaces, err := net.Interfaces()
+	require.NoError(t, err)
+	for _, iface := range interfaces {
+		if iface.Flags&net.FlagLoopback != 0 {
+			return iface.Name
+		}
+	}
+	t.Skip("no loopback interface")
+	return ""
 }
