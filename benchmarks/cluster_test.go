@@ -28,12 +28,15 @@ const (
 	// dial waits for the 101, as the original package does. Only the
 	// connection benchmarks, which it changes, run it.
 	transportHTTPEager = "http-eager"
+	// transportWS is rafthttp with LayerConfig.WebSocket: every dial is an
+	// RFC 6455 handshake, and raft's stream travels in binary messages.
+	transportWS = "ws"
 )
 
-var transports = []string{transportTCP, transportHTTP}
+var transports = []string{transportTCP, transportHTTP, transportWS}
 
 // connTransports are the transports of the connection benchmarks.
-var connTransports = []string{transportTCP, transportHTTP, transportHTTPEager}
+var connTransports = []string{transportTCP, transportHTTP, transportHTTPEager, transportWS}
 
 const (
 	// raftPath is where every HTTP node mounts its Handler.
@@ -57,8 +60,20 @@ type httpNode struct {
 	serveDone chan struct{}
 }
 
-func startHTTPNode(tb testing.TB, eager bool) *httpNode {
+// startHTTPNode starts a node whose Layer dials as the given transport
+// does: http, http-eager or ws. Its Handler serves every form.
+func startHTTPNode(tb testing.TB, transport string) *httpNode {
 	tb.Helper()
+	config := rafthttp.LayerConfig{Path: raftPath, Logger: quiet}
+	switch transport {
+	case transportHTTP:
+	case transportHTTPEager:
+		config.EagerHandshake = true
+	case transportWS:
+		config.WebSocket = true
+	default:
+		tb.Fatalf("not a rafthttp transport: %q", transport)
+	}
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatalf("listen: %v", err)
@@ -69,9 +84,8 @@ func startHTTPNode(tb testing.TB, eager bool) *httpNode {
 	handler := rafthttp.NewHandlerWithConfig(rafthttp.HandlerConfig{
 		Logger: quiet, MaxConns: 4 * stormSize, MaxPendingUpgrades: 4 * stormSize,
 	})
-	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
-		Path: raftPath, Addr: listener.Addr(), Handler: handler, Logger: quiet, EagerHandshake: eager,
-	})
+	config.Addr, config.Handler = listener.Addr(), handler
+	layer, err := rafthttp.NewLayerWithConfig(config)
 	if err != nil {
 		listener.Close()
 		tb.Fatalf("layer: %v", err)
@@ -116,8 +130,8 @@ func startEndpoint(tb testing.TB, transport string, pool int) *endpoint {
 			tb.Fatalf("tcp transport: %v", err)
 		}
 		return &endpoint{trans: trans, addr: trans.LocalAddr()}
-	case transportHTTP, transportHTTPEager:
-		node := startHTTPNode(tb, transport == transportHTTPEager)
+	case transportHTTP, transportHTTPEager, transportWS:
+		node := startHTTPNode(tb, transport)
 		config.Stream = node.layer
 		trans := raft.NewNetworkTransportWithConfig(config)
 		return &endpoint{trans: trans, addr: trans.LocalAddr(), http: node}

@@ -17,7 +17,7 @@ import (
 // dialer opens a connection to a serving node the way raft's stream layer
 // of the given transport does: a bare TCP dial for tcp (what
 // raft.TCPStreamLayer.Dial does), an upgrade dial through a client Layer for
-// http and http-eager.
+// http, http-eager and ws.
 type dialer struct {
 	dial  func(addr raft.ServerAddress) (net.Conn, error)
 	close func()
@@ -33,7 +33,7 @@ func newDialer(tb testing.TB, transport string) *dialer {
 			close: func() {},
 		}
 	}
-	client := startHTTPNode(tb, transport == transportHTTPEager)
+	client := startHTTPNode(tb, transport)
 	return &dialer{
 		dial: func(addr raft.ServerAddress) (net.Conn, error) {
 			return client.layer.Dial(addr, ioTimeout)
@@ -58,8 +58,8 @@ func (d *dialer) warmUp(tb testing.TB, addr raft.ServerAddress) {
 // by a raft NetworkTransport: a bare TCP dial to raft's TCP transport, or an
 // upgrade dial to a Handler whose Layer a NetworkTransport is accepting
 // from. For http, that is the connect alone, the upgrade going with the
-// first write (BenchmarkFirstRPC); for http-eager, the full handshake
-// (connect, request, 101). p50-µs is the median dial.
+// first write (BenchmarkFirstRPC); for http-eager and ws, the full
+// handshake (connect, request, 101). p50-µs is the median dial.
 func BenchmarkDial(b *testing.B) {
 	for _, transport := range connTransports {
 		b.Run("transport="+transport, func(b *testing.B) {
@@ -196,7 +196,8 @@ func BenchmarkUpgradeStorm(b *testing.B) {
 }
 
 // startAcceptor serves connections and hands each accepted one to handle:
-// from a plain TCP listener for tcp, from a Layer's Accept for http.
+// from a plain TCP listener for tcp, from a Layer's Accept for the
+// rafthttp transports.
 func startAcceptor(tb testing.TB, transport string, handle func(net.Conn)) (raft.ServerAddress, func()) {
 	tb.Helper()
 	var accept func() (net.Conn, error)
@@ -209,7 +210,7 @@ func startAcceptor(tb testing.TB, transport string, handle func(net.Conn)) (raft
 		}
 		accept, addr, closeServer = listener.Accept, raft.ServerAddress(listener.Addr().String()), func() { listener.Close() }
 	} else {
-		node := startHTTPNode(tb, transport == transportHTTPEager)
+		node := startHTTPNode(tb, transport)
 		accept, addr, closeServer = node.layer.Accept, raft.ServerAddress(node.layer.Addr().String()), node.close
 	}
 	done := make(chan struct{})

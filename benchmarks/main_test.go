@@ -1,6 +1,7 @@
 // Package benchmarks compares rafthttp with raft's own TCP transport. Every
-// benchmark has a transport=tcp and a transport=http variant under the same
-// name, so benchstat can put them side by side:
+// benchmark has a transport=tcp, a transport=http and a transport=ws
+// (WebSocket mode) variant under the same name, so benchstat can put them
+// side by side:
 //
 //	go test -run '^$' -bench . -benchtime=2s -count=6 ./benchmarks/ > bench.txt
 //	benchstat -col /transport bench.txt
