@@ -20,6 +20,18 @@ import (
 // connects). A goroutine accepts and closes the upgraded connections on the
 // serving side.
 func BenchmarkUpgradeHandshake(b *testing.B) {
+	benchmarkHandshake(b, rafthttp.LayerConfig{EagerHandshake: true})
+}
+
+// BenchmarkWebSocketHandshake is BenchmarkUpgradeHandshake in WebSocket
+// mode (LayerConfig.WebSocket), whose dials always wait for the 101.
+func BenchmarkWebSocketHandshake(b *testing.B) {
+	benchmarkHandshake(b, rafthttp.LayerConfig{WebSocket: true})
+}
+
+// benchmarkHandshake runs BenchmarkUpgradeHandshake with a Layer that
+// config, given its path, address and Handler, makes.
+func benchmarkHandshake(b *testing.B, config rafthttp.LayerConfig) {
 	// The default logger's level: Debug is disabled, as in production.
 	logger := hclog.New(&hclog.LoggerOptions{Name: "rafthttp", Output: io.Discard})
 	handler := rafthttp.NewHandlerWithLogger(logger)
@@ -35,9 +47,8 @@ func BenchmarkUpgradeHandshake(b *testing.B) {
 		defer close(served)
 		server.Serve(listener)
 	}()
-	layer, err := rafthttp.NewLayerWithConfig(rafthttp.LayerConfig{
-		Path: "/raft", Addr: listener.Addr(), Handler: handler, EagerHandshake: true,
-	})
+	config.Path, config.Addr, config.Handler = "/raft", listener.Addr(), handler
+	layer, err := rafthttp.NewLayerWithConfig(config)
 	if err != nil {
 		b.Fatal(err)
 	}
