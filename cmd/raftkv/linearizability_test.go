@@ -96,7 +96,7 @@ func TestLinearizability(t *testing.T) {
 	settings := newNemesisSettings()
 	for _, seed := range settings.seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			runLinearizability(t, "TestLinearizability", seed, settings, false)
+			runLinearizability(t, "TestLinearizability", seed, settings, linksDirect)
 		})
 	}
 }
@@ -118,12 +118,46 @@ func TestLinearizabilityThroughNginx(t *testing.T) {
 	}
 	for _, seed := range settings.seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			runLinearizability(t, "TestLinearizabilityThroughNginx", seed, settings, true)
+			runLinearizability(t, "TestLinearizabilityThroughNginx", seed, settings, linksNginx)
 		})
 	}
 }
 
-func runLinearizability(t *testing.T, test string, seed uint64, settings nemesisSettings, nginx bool) {
+// TestLinearizabilityWebSocket runs the same with every node in WebSocket
+// mode (-websocket) and every link going through a strict WebSocket-only
+// proxy, which refuses raw upgrades and checks every frame it relays: the
+// test fails on any frame that breaks RFC 6455, under the faults too. One
+// round by default, and whatever the flags ask for.
+func TestLinearizabilityWebSocket(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the linearizability test runs a schedule of faults")
+	}
+	settings := newNemesisSettings()
+	if os.Getenv("RAFTKV_NEMESIS") == "long" && *nemesisSchedules == 0 {
+		settings.seeds = settings.seeds[:1]
+	}
+	for _, seed := range settings.seeds {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			runLinearizability(t, "TestLinearizabilityWebSocket", seed, settings, linksWebSocket)
+		})
+	}
+}
+
+// links says what stands between the nodes, and between the clients and
+// the nodes, in a linearizability test.
+type links int
+
+const (
+	// linksDirect: nothing; the faults alone.
+	linksDirect links = iota
+	// linksNginx: an nginx in front of each node (clustertest.StartNginx).
+	linksNginx
+	// linksWebSocket: a strict WebSocket-only proxy in front of each node
+	// (clustertest.StartWebSocketProxy), and nodes in WebSocket mode.
+	linksWebSocket
+)
+
+func runLinearizability(t *testing.T, test string, seed uint64, settings nemesisSettings, links links) {
 	out, err := os.MkdirTemp("", fmt.Sprintf("raftkv-nemesis-%d-", seed))
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +192,7 @@ func runLinearizability(t *testing.T, test string, seed uint64, settings nemesis
 		t.Logf("seed %d failed; replay: %s\nschedule.txt, history.html and nodes.log are in %s", seed, replay, out)
 	})
 
-	c = startLinearizabilityCluster(t, seed, out, logFile, nginx)
+	c = startLinearizabilityCluster(t, seed, out, logFile, links)
 	schedule = newSchedule(seed, c.names(), settings.length)
 	writeSchedule(t, out, seed, schedule, c)
 	// The clients and the nemesis run together; the clients stop once
@@ -231,11 +265,11 @@ type linearizabilityCluster struct {
 	configs map[string]nodeConfig
 	running map[string]*testNode
 	// bases are the URLs clients use for each node: its own address, or
-	// the nginx in front of it.
+	// the proxy in front of it.
 	bases map[string]string
 }
 
-func startLinearizabilityCluster(t *testing.T, seed uint64, out string, logs *os.File, nginx bool) *linearizabilityCluster {
+func startLinearizabilityCluster(t *testing.T, seed uint64, out string, logs *os.File, links links) *linearizabilityCluster {
 	network := rafthttptest.NewNetwork(seed)
 	c := &linearizabilityCluster{
 		t: t, out: out, network: network, history: newHistory(), logs: logs,
@@ -258,8 +292,11 @@ func startLinearizabilityCluster(t *testing.T, seed uint64, out string, logs *os
 		name := fmt.Sprintf("node%d", i)
 		listen := clustertest.ReservedAddr(t)
 		advertise := listen
-		if nginx {
+		switch links {
+		case linksNginx:
 			advertise = clustertest.StartNginx(t, listen)
+		case linksWebSocket:
+			advertise = clustertest.StartWebSocketProxy(t, listen).Addr()
 		}
 		faults := network.Node(name, listen, advertise)
 		config := nodeConfig{
@@ -269,6 +306,7 @@ func startLinearizabilityCluster(t *testing.T, seed uint64, out string, logs *os
 			// a node back from a crash or a partition is sent a
 			// snapshot.
 			SnapshotThreshold: 64, SnapshotInterval: 200 * time.Millisecond,
+			WebSocket: links == linksWebSocket,
 			hooks: nodeHooks{
 				dial:    faults.DialContext,
 				handler: faults.Handler,

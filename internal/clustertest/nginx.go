@@ -41,11 +41,6 @@ func NginxPath() (string, bool) {
 	return "", false
 }
 
-// UpstreamConnectTime is the header nginx started by StartNginx adds to
-// every answer: how long connecting to the backend took, or "-" if it could
-// not connect, in which case the request never reached the backend.
-const UpstreamConnectTime = "Upstream-Connect-Time"
-
 // StartNginx starts an nginx reverse proxy on a free loopback port in front
 // of the HTTP server at backend (host:port), and returns the address it
 // listens on. Every path is proxied with the configuration commonly

@@ -116,6 +116,13 @@ type WebSocketProxyStats struct {
 	ClientBytes, ServerBytes int64
 }
 
+// UpstreamConnectTime is the header the proxies of this package set on
+// their answers: nginx started by StartNginx on every answer, how long
+// connecting to the backend took, and both it and StartWebSocketProxy "-"
+// on a 502 when they could not connect, in which case the request never
+// reached the backend.
+const UpstreamConnectTime = "Upstream-Connect-Time"
+
 // StartWebSocketProxy starts a WebSocketProxy on a free loopback port in
 // front of the HTTP server at backend (host:port). A request without an
 // Upgrade header is forwarded as it is, redirects included; an upgrade to
@@ -160,6 +167,16 @@ func StartWebSocketProxy(t testing.TB, backend string) *WebSocketProxy {
 		},
 		Transport: p.transport,
 		ErrorLog:  logs,
+		// As StartNginx's nginx does, the 502 says when the request
+		// never reached the backend (see UpstreamConnectTime).
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			var op *net.OpError
+			if errors.As(err, &op) && op.Op == "dial" {
+				w.Header().Set(UpstreamConnectTime, "-")
+			}
+			logs.Printf("wsproxy: %s %s: %v", r.Method, r.URL.Path, err)
+			w.WriteHeader(http.StatusBadGateway)
+		},
 	}
 	p.server = &http.Server{
 		Handler:           http.HandlerFunc(p.serveHTTP),
@@ -437,6 +454,7 @@ func (p *WebSocketProxy) relayUpgrade(w http.ResponseWriter, r *http.Request, na
 	dialer := net.Dialer{Timeout: wsProxyDialTimeout}
 	backendConn, err := dialer.DialContext(p.untilShutdown(r.Context()), "tcp", p.backend)
 	if err != nil {
+		w.Header().Set(UpstreamConnectTime, "-")
 		http.Error(w, fmt.Sprintf("wsproxy: dial backend %s: %v", p.backend, err), http.StatusBadGateway)
 		return
 	}
